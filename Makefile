@@ -1,0 +1,29 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := ../shared/data/online-retail-orders.jsonl.gz
+
+.PHONY: venv demo replay-demo test test-unit bench clean
+
+$(BIN)/engagement: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/engagement
+
+venv: $(BIN)/engagement
+
+demo: venv
+	$(BIN)/engagement demo-replay $(DATA)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: venv
+	$(BIN)/python -m bench.run --out bench-results.json
+
+clean:
+	rm -rf $(VENV) bench-results.json .pytest_cache .hypothesis
