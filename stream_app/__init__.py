@@ -1,0 +1,3 @@
+"""Real-time customer-engagement scorer."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""Event-time instants: integer microseconds since the Unix epoch, UTC.
+
+Integers keep comparisons exact (watermarks, deadlines, windows) and cheap; the engine never reads
+a wall clock. Fractions finer than a microsecond are truncated (documented in the README).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+US = 1
+MS = 1_000
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+#: SPEC §1 bounds: [2000-01-01T00:00Z, 2100-01-01T00:00Z)
+MIN_INSTANT = 946_684_800 * SECOND
+MAX_INSTANT = 4_102_444_800 * SECOND
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z",
+    re.ASCII,
+)
+_DAYS_BEFORE_MONTH = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+def _is_leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 for a proleptic Gregorian date (no datetime objects: this is hot)."""
+    y1 = y - 1
+    days = y1 * 365 + y1 // 4 - y1 // 100 + y1 // 400 + _DAYS_BEFORE_MONTH[m] + d
+    if m > 2 and _is_leap(y):
+        days += 1
+    return days - 719_163  # days from 0001-01-01 to 1970-01-01, plus the 1-based day
+
+
+def parse_rfc3339(text: str) -> int | None:
+    """Parse the SPEC's RFC 3339 subset to microseconds; None when the form or a value is wrong."""
+    m = _RFC3339.match(text)
+    if m is None:
+        return None
+    year, month, day = int(m[1]), int(m[2]), int(m[3])
+    hour, minute, sec = int(m[4]), int(m[5]), int(m[6])
+    if not 1 <= month <= 12 or hour > 23 or minute > 59 or sec > 59:
+        return None
+    mdays = (31, 29 if _is_leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+    if not 1 <= day <= mdays:
+        return None
+    us = (_days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + sec) * SECOND
+    frac = m[7]
+    if frac:
+        us += int((frac + "00000")[:6])
+    if m[8] is None:
+        oh, om = int(m[10]), int(m[11])
+        if oh > 23 or om > 59:
+            return None
+        offset = (oh * 60 + om) * MINUTE
+        us += -offset if m[9] == "+" else offset
+    return us
+
+
+def format_instant(us: int) -> str:
+    """RFC 3339 UTC with `Z`; fraction omitted when zero, milliseconds when whole, else micros."""
+    secs, frac = divmod(us, SECOND)
+    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return base + "Z"
+    if frac % MS == 0:
+        return f"{base}.{frac // MS:03d}Z"
+    return f"{base}.{frac:06d}Z"
+
+
+def format_optional(us: int | None) -> str | None:
+    return None if us is None else format_instant(us)
+
+
+def day_of(us: int) -> int:
+    """UTC day index (days since 1970-01-01)."""
+    return us // DAY
+
+
+def next_midnight_after(us: int) -> int:
+    """The first UTC midnight strictly after `us`."""
+    return (us // DAY + 1) * DAY
+
+
+def midnight_at_or_after(us: int) -> int:
+    return -(-us // DAY) * DAY

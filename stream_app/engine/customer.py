@@ -1,0 +1,176 @@
+"""Per-customer state: compact, O(1) score, window buckets bounded by the windows."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+from stream_app.engine.clock import DAY, day_of, format_instant, format_optional
+from stream_app.engine.config import TIERS, EngineConfig
+
+LN2 = math.log(2.0)
+
+
+class Customer:
+    """State of one customer. Instants are microseconds; `t_ref` is the customer's clock.
+
+    The score is kept as `(s_ref, t_ref)`: S(T) = s_ref · 2^(−(T − t_ref)/H) for T ≥ t_ref, where
+    t_ref is the largest occurred_at applied, so decay factors are always ≤ 1 (DESIGN.md).
+    """
+
+    __slots__ = (
+        "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
+        "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
+        "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
+        "feedback_at", "churn_alerted", "due_day",
+    )
+
+    def __init__(self, customer_id: str, t: int) -> None:
+        self.customer_id = customer_id
+        self.s_ref = 0.0
+        self.t_ref = t
+        self.points = 0
+        self.events_total = 0
+        self.orders_total = 0
+        self.revenue_total = 0.0
+        self.first_order_at: int | None = None
+        self.last_order_at: int | None = None
+        #: flat, day-ordered [day, orders, guest_orders, revenue, day, ...] within the order window
+        self.order_buckets: list[Any] = []
+        #: flat, day-ordered [day, clicks, social, ...] within the activity window
+        self.activity_buckets: list[int] = []
+        self.tier = -1  # -1 = no tier yet (before the first applied event)
+        self.tier_since = t
+        #: the days of the two latest order_placed events (-1 when fewer), for distinct counts
+        self.top_order_days: tuple[int, int] = (-1, -1)
+        #: pending abandoned-cart timer: (deadline, checkout_event_id, cart_id, checkout_at)
+        self.cart: tuple[int, str, str | None, int] | None = None
+        self.latest_checkout_at: int | None = None
+        #: instants of applied orders at or after the latest checkout (late checkouts need them)
+        self.order_instants: array[int] = array("q")
+        self.feedback_at: int | None = None  # `at` of the last raised negative_feedback alert
+        self.churn_alerted = False
+        self.due_day = -1  # day index of the next sweep that must look at this customer
+
+    def score_at(self, t: int, half_life: int) -> float:
+        """S(t) for t ≥ t_ref (the raw, possibly negative sum)."""
+        if t == self.t_ref:
+            return self.s_ref
+        return self.s_ref * math.exp(-(t - self.t_ref) / half_life * LN2)
+
+    def window_orders(self, as_of: int, days: int) -> tuple[int, int, float]:
+        lo = day_of(as_of) - (days - 1)
+        b = self.order_buckets
+        orders = guests = 0
+        revenue = 0.0
+        for i in range(0, len(b), 4):
+            if b[i] >= lo:
+                orders += b[i + 1]
+                guests += b[i + 2]
+                revenue += b[i + 3]
+        return orders, guests, revenue
+
+    def window_activity(self, as_of: int, days: int) -> tuple[int, int]:
+        lo = day_of(as_of) - (days - 1)
+        b = self.activity_buckets
+        clicks = social = 0
+        for i in range(0, len(b), 3):
+            if b[i] >= lo:
+                clicks += b[i + 1]
+                social += b[i + 2]
+        return clicks, social
+
+    def record(self, as_of: int, cfg: EngineConfig) -> dict[str, Any]:
+        """The SPEC §4 customer record read at `as_of` (≥ the customer's clock)."""
+        orders, guests, revenue = self.window_orders(as_of, cfg.order_window_days)
+        clicks, social = self.window_activity(as_of, cfg.activity_window_days)
+        return {
+            "customer_id": self.customer_id,
+            "as_of": format_instant(as_of),
+            "score": max(0.0, self.score_at(as_of, cfg.half_life)),
+            "tier": TIERS[self.tier],
+            "tier_since": format_instant(self.tier_since),
+            "points": self.points,
+            "orders_365d": orders,
+            "guest_orders_365d": guests,
+            "revenue_365d": revenue,
+            "aov_365d": revenue / orders if orders else None,
+            "orders_total": self.orders_total,
+            "revenue_total": self.revenue_total,
+            "first_order_at": format_optional(self.first_order_at),
+            "last_order_at": format_optional(self.last_order_at),
+            "last_activity_at": format_instant(self.t_ref),
+            "clicks_30d": clicks,
+            "social_30d": social,
+            "events_total": self.events_total,
+        }
+
+    # -- serialization: a flat list, compact under orjson -------------------------------------
+    def to_state(self) -> list[Any]:
+        return [
+            self.customer_id, self.s_ref, self.t_ref, self.points, self.events_total,
+            self.orders_total, self.revenue_total, self.first_order_at, self.last_order_at,
+            self.order_buckets, self.activity_buckets, self.tier, self.tier_since,
+            list(self.top_order_days), list(self.cart) if self.cart else None,
+            self.latest_checkout_at, self.order_instants.tolist(), self.feedback_at,
+            self.churn_alerted, self.due_day,
+        ]
+
+    @classmethod
+    def from_state(cls, s: list[Any]) -> Customer:
+        c = cls.__new__(cls)
+        (c.customer_id, c.s_ref, c.t_ref, c.points, c.events_total, c.orders_total,
+         c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
+         c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
+         c.churn_alerted, c.due_day) = s
+        c.top_order_days = (top[0], top[1])
+        c.cart = (cart[0], cart[1], cart[2], cart[3]) if cart else None
+        c.order_instants = array("q", instants)
+        return c
+
+
+def add_order_bucket(c: Customer, day: int, orders: int, guests: int, revenue: float,
+                     window_days: int) -> None:
+    """Add to the day's bucket; drop buckets the window at the customer's clock has left."""
+    b = c.order_buckets
+    lo = day_of(c.t_ref) - (window_days - 1)
+    if day < lo:
+        return  # a late event outside every future window of this customer
+    i = len(b) - 4
+    while i >= 0 and b[i] > day:
+        i -= 4
+    if i >= 0 and b[i] == day:
+        b[i + 1] += orders
+        b[i + 2] += guests
+        b[i + 3] += revenue
+    else:
+        b[i + 4:i + 4] = [day, orders, guests, revenue]
+    if b[0] < lo:
+        j = 0
+        while j < len(b) and b[j] < lo:
+            j += 4
+        del b[:j]
+
+
+def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_days: int) -> None:
+    b = c.activity_buckets
+    lo = day_of(c.t_ref) - (window_days - 1)
+    if day < lo:
+        return
+    i = len(b) - 3
+    while i >= 0 and b[i] > day:
+        i -= 3
+    if i >= 0 and b[i] == day:
+        b[i + 1] += clicks
+        b[i + 2] += social
+    else:
+        b[i + 3:i + 3] = [day, clicks, social]
+    if b[0] < lo:
+        j = 0
+        while j < len(b) and b[j] < lo:
+            j += 3
+        del b[:j]
+
+
+__all__ = ["Customer", "add_order_bucket", "add_activity_bucket", "DAY"]

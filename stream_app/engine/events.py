@@ -1,0 +1,78 @@
+"""Validated input events and the SPEC §1/§3 tables: which types each topic carries, weights, points."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+ORDERS, CLICKS, SOCIAL = "orders", "clicks", "social"
+TOPICS: tuple[str, ...] = (ORDERS, CLICKS, SOCIAL)
+
+ORDER_PLACED = "order_placed"
+ORDER_REFUNDED = "order_refunded"
+CHECKOUT_STARTED = "checkout_started"
+REVIEW = "review"
+SURVEY_RESPONSE = "survey_response"
+
+TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
+    ORDERS: (ORDER_PLACED, ORDER_REFUNDED),
+    CLICKS: (
+        "page_view", "product_view", "search", "add_to_cart", CHECKOUT_STARTED,
+        "email_open", "email_click", "push_open", "sms_click",
+    ),
+    SOCIAL: ("follow", "like", "share", "comment", REVIEW, "referral", SURVEY_RESPONSE),
+}
+TOPIC_OF_TYPE: dict[str, str] = {t: topic for topic, ts in TYPES_BY_TOPIC.items() for t in ts}
+
+#: SPEC §3 fixed weights (orders depend on the amount, see `weight`).
+FIXED_WEIGHTS: dict[str, float] = {
+    "page_view": 0.1, "product_view": 0.2, "search": 0.2, "add_to_cart": 1.0,
+    CHECKOUT_STARTED: 2.0, "email_open": 0.5, "email_click": 1.0, "push_open": 0.5,
+    "sms_click": 1.0, "follow": 3.0, "like": 0.5, "share": 2.0, "comment": 1.5, REVIEW: 4.0,
+    "referral": 8.0, SURVEY_RESPONSE: 2.0,
+}
+FIXED_POINTS: dict[str, int] = {
+    REVIEW: 50, "referral": 200, "follow": 20, "share": 10, SURVEY_RESPONSE: 10,
+}
+
+
+class Event(NamedTuple):
+    """One accepted event. `occurred_at` is in microseconds (see `clock`); `topic` is short."""
+
+    event_id: str
+    type: str
+    topic: str
+    customer_id: str | None
+    occurred_at: int
+    channel: str | None = None
+    schema_version: int = 1
+    order_id: str | None = None
+    amount: float = 0.0
+    guest: bool = False
+    cart_id: str | None = None
+    rating: int | None = None
+    nps: int | None = None
+    referred_customer_id: str | None = None
+
+    @property
+    def unit_key(self) -> str:
+        """The re-keying key (SPEC §2): customer_id, or order_id for anonymous guest orders."""
+        return self.customer_id if self.customer_id is not None else self.order_id  # type: ignore[return-value]
+
+
+def weight(event: Event) -> float:
+    t = event.type
+    if t == ORDER_PLACED:
+        return 10.0 + min(event.amount, 400.0) / 10.0
+    if t == ORDER_REFUNDED:
+        return -min(event.amount, 400.0) / 10.0
+    return FIXED_WEIGHTS[t]
+
+
+def points(event: Event) -> int:
+    t = event.type
+    if t == ORDER_PLACED:
+        return math.floor(event.amount)
+    if t == ORDER_REFUNDED:
+        return -math.floor(event.amount)
+    return FIXED_POINTS.get(t, 0)

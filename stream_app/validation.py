@@ -1,0 +1,233 @@
+"""bytes -> Event | Rejection, exactly per SPEC §1.
+
+Checks run in the order of the SPEC's tables (size, JSON, object, then the envelope fields, then
+the type's own fields) and stop at the first fault, so each bad message yields one dead letter
+with one reason code. Errors are values (`Rejection`), never exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import orjson
+
+from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, MS, parse_rfc3339
+from stream_app.engine.events import (
+    CLICKS, ORDER_PLACED, ORDER_REFUNDED, ORDERS, REVIEW, SOCIAL, SURVEY_RESPONSE, TOPIC_OF_TYPE,
+    Event,
+)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+TOO_LARGE = "too_large"
+UNKNOWN_TYPE = "unknown_type"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+WRONG_TOPIC = "wrong_topic"
+REASONS: tuple[str, ...] = (
+    INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE, UNKNOWN_TYPE, MISSING_FIELD, INVALID_FIELD, WRONG_TOPIC,
+)
+
+
+class Rejection(NamedTuple):
+    reason: str
+    field: str | None
+    message: str
+
+
+class _Fault(Exception):
+    """Internal control flow only: carries the first fault out of the field checks."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        self.rejection = rejection
+
+
+def _missing(field: str) -> _Fault:
+    return _Fault(Rejection(MISSING_FIELD, field, f"required field '{field}' is missing or null"))
+
+
+def _invalid(field: str, why: str) -> _Fault:
+    return _Fault(Rejection(INVALID_FIELD, field, f"field '{field}' {why}"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> tuple[Any, Rejection | None]:
+    """Decode one JSON value; (None, Rejection) when the bytes are not JSON."""
+    try:
+        return orjson.loads(data), None
+    except orjson.JSONDecodeError as exc:
+        orjson_error = str(exc)
+    # orjson refuses integers beyond 64 bits, which are valid JSON: give the stdlib a second look
+    # (it must still refuse NaN/Infinity, which JSON does not have).
+    try:
+        return json.loads(data, parse_constant=_reject_constant), None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, Rejection(INVALID_JSON, None, f"payload is not valid UTF-8 JSON: {orjson_error}")
+
+
+def _text(obj: dict[str, Any], field: str, lo: int, hi: int, required: bool) -> str | None:
+    v = obj.get(field)
+    if v is None:
+        if required:
+            raise _missing(field)
+        return None
+    if type(v) is not str:
+        raise _invalid(field, f"must be a string, got {_json_type(v)}")
+    if not lo <= len(v) <= hi:
+        raise _invalid(field, f"must be {lo}–{hi} characters long, got {len(v)}")
+    return v
+
+
+def _integer(obj: dict[str, Any], field: str, lo: int, hi: int | None, required: bool) -> int | None:
+    v = obj.get(field)
+    if v is None:
+        if required:
+            raise _missing(field)
+        return None
+    # JSON Schema's notion of an integer: a number with no fractional part (5.0 counts).
+    if type(v) is float and v.is_integer():
+        v = int(v)
+    if type(v) is not int:
+        raise _invalid(field, f"must be an integer, got {_json_type(v)}")
+    if v < lo or (hi is not None and v > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise _invalid(field, f"must be {bound}, got {v}")
+    return v
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return "null"
+
+
+def _occurred_at(obj: dict[str, Any]) -> int:
+    v = obj.get("occurred_at")
+    if v is None:
+        raise _missing("occurred_at")
+    if type(v) is str:
+        us = parse_rfc3339(v)
+        if us is None:
+            raise _invalid(
+                "occurred_at",
+                "must be an RFC 3339 date-time YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM, "
+                f"got {v[:64]!r}",
+            )
+    else:
+        if type(v) is float and v.is_integer():
+            v = int(v)
+        if type(v) is not int:
+            raise _invalid("occurred_at", f"must be an RFC 3339 string or integer epoch milliseconds, got {_json_type(v)}")
+        us = v * MS
+    if not MIN_INSTANT <= us < MAX_INSTANT:
+        raise _invalid("occurred_at", "must lie in [2000-01-01T00:00Z, 2100-01-01T00:00Z)")
+    return us
+
+
+def _amount(obj: dict[str, Any], strictly_positive: bool) -> float:
+    v = obj.get("amount")
+    if v is None:
+        raise _missing("amount")
+    if type(v) not in (int, float):
+        raise _invalid("amount", f"must be a number, got {_json_type(v)}")
+    try:
+        a = float(v)
+    except OverflowError:
+        raise _invalid("amount", "is too large") from None
+    if strictly_positive and not a > 0:
+        raise _invalid("amount", f"must be greater than 0, got {v}")
+    if a < 0:
+        raise _invalid("amount", f"must be at least 0, got {v}")
+    return a
+
+
+def validate_object(obj: Any, topic: str | None = None, currency: str = "GBP") -> Event | Rejection:
+    """Validate a decoded JSON value; `topic` is the short topic name or None to infer it."""
+    if not isinstance(obj, dict):
+        return Rejection(NOT_AN_OBJECT, None, f"payload must be a JSON object, got {_json_type(obj)}")
+    try:
+        return _validate(obj, topic, currency)
+    except _Fault as fault:
+        return fault.rejection
+
+
+def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
+    event_id = _text(obj, "event_id", 1, 128, True)
+    etype = obj.get("type")
+    if etype is None:
+        raise _missing("type")
+    if type(etype) is not str:
+        raise _invalid("type", f"must be a string, got {_json_type(etype)}")
+    etopic = TOPIC_OF_TYPE.get(etype)
+    if etopic is None:
+        raise _Fault(Rejection(UNKNOWN_TYPE, "type", f"unknown event type {etype[:64]!r}"))
+    if topic is not None and etopic != topic:
+        raise _Fault(Rejection(
+            WRONG_TOPIC, "type", f"type {etype!r} belongs on the {etopic} topic, not {topic}"))
+    is_order = etopic == ORDERS
+    guest = obj.get("guest") is True if is_order else False
+    customer_id = _text(obj, "customer_id", 1, 128, not guest)
+    occurred_at = _occurred_at(obj)
+    channel = _text(obj, "channel", 0, 32, False)
+    schema_version = _integer(obj, "schema_version", 1, None, False) or 1
+
+    if is_order:
+        order_id = _text(obj, "order_id", 1, 128, True)
+        amount = _amount(obj, strictly_positive=etype == ORDER_REFUNDED)
+        cur = obj.get("currency")
+        if cur is not None:
+            if type(cur) is not str or len(cur) != 3 or not cur.isalpha():
+                raise _invalid("currency", "must be a 3-letter currency code")
+            if cur != currency:
+                raise _invalid("currency", f"must be the reporting currency {currency}, got {cur}")
+        g = obj.get("guest")
+        if g is not None and type(g) is not bool:
+            raise _invalid("guest", f"must be a boolean, got {_json_type(g)}")
+        return Event(event_id, etype, ORDERS, customer_id, occurred_at, channel, schema_version,  # type: ignore[arg-type]
+                     order_id=order_id, amount=amount, guest=g is True)
+    if etopic == CLICKS:
+        cart_id = _text(obj, "cart_id", 0, 128, False)
+        return Event(event_id, etype, CLICKS, customer_id, occurred_at, channel, schema_version,  # type: ignore[arg-type]
+                     cart_id=cart_id)
+    rating = nps = referred = None
+    if etype == REVIEW:
+        rating = _integer(obj, "rating", 1, 5, True)
+    elif etype == SURVEY_RESPONSE:
+        nps = _integer(obj, "nps", 0, 10, True)
+    elif etype == "referral":
+        referred = _text(obj, "referred_customer_id", 1, 128, False)
+    return Event(event_id, etype, SOCIAL, customer_id, occurred_at, channel, schema_version,  # type: ignore[arg-type]
+                 rating=rating, nps=nps, referred_customer_id=referred)
+
+
+def check_size(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Rejection | None:
+    if len(data) > max_bytes:
+        return Rejection(TOO_LARGE, None, f"payload is {len(data)} bytes; the limit is {max_bytes}")
+    return None
+
+
+def validate_bytes(
+    data: bytes, topic: str | None = None, currency: str = "GBP", max_bytes: int = MAX_MESSAGE_BYTES
+) -> Event | Rejection:
+    """The whole SPEC §1 pipeline for one message value."""
+    too_large = check_size(data, max_bytes)
+    if too_large is not None:
+        return too_large
+    obj, bad = parse_json(data)
+    if bad is not None:
+        return bad
+    return validate_object(obj, topic, currency)

@@ -1,0 +1,392 @@
+"""Brute-force reference model of the replay document (SPEC §2-§8), for tests only.
+
+Written from SPEC.md alone, deliberately naive: it keeps the full list of applied events and
+recomputes every quantity from it when needed (scores, windows, "already applied" checks), so
+each rule below can be read side by side with the SPEC paragraph it implements. Speed does not
+matter; streams in tests have at most a few hundred events.
+
+Input: already-valid event objects (SPEC §1), in arrival (file) order, possibly with re-sent
+duplicates. Output: the SPEC §8 document as plain Python objects, instants as strings
+``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z``.
+
+Decisions where the SPEC is silent (shared with the engine):
+- instants are integer microseconds since the epoch (extra fraction digits truncated);
+- a remembered event id is a duplicate while the current watermark < (watermark right after
+  its application) + 7 days;
+- a newer-or-equal checkout always discards the pending timer, and sets a new one unless an
+  already applied order lies in [t, t + 60 min];
+- ``days_inactive`` = floor((M - last_activity_at) / 1 day);
+- tier changes are only recorded when the tier actually changes (except the first event).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta, timezone
+
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+HALF_LIFE = 30 * DAY
+DEDUP_SPAN = 7 * DAY
+CART_WINDOW = 60 * MINUTE
+FEEDBACK_COOLDOWN = 24 * HOUR
+CHURN_AFTER = 30 * DAY
+KPI_WINDOW_DAYS = 365
+
+TIER_BOUNDS = {"bronze": 0, "silver": 20, "gold": 60, "platinum": 150}
+TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
+
+CLICK_WEIGHTS = {
+    "page_view": 0.1, "product_view": 0.2, "search": 0.2, "add_to_cart": 1,
+    "checkout_started": 2, "email_open": 0.5, "email_click": 1, "push_open": 0.5,
+    "sms_click": 1,
+}
+SOCIAL_WEIGHTS = {
+    "follow": 3, "like": 0.5, "share": 2, "comment": 1.5, "review": 4, "referral": 8,
+    "survey_response": 2,
+}
+FIXED_POINTS = {"review": 50, "referral": 200, "follow": 20, "share": 10, "survey_response": 10}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))"
+)
+
+
+# ---------------------------------------------------------------- time
+
+
+def parse_instant(value) -> int:
+    """occurred_at (RFC 3339 string or integer epoch milliseconds) -> epoch microseconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * 1000
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 instant: {value!r}")
+    y, mo, d, hh, mi, ss = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    fraction = int((m.group(7) or "")[:6].ljust(6, "0"))
+    local = datetime(y, mo, d, hh, mi, ss, tzinfo=timezone.utc)
+    us = (local - _EPOCH) // timedelta(microseconds=1) + fraction
+    if m.group(8):
+        offset = int(m.group(9)) * HOUR + int(m.group(10)) * MINUTE
+        us -= offset if m.group(8) == "+" else -offset  # local = UTC + offset
+    return us
+
+
+def format_instant(us: int | None) -> str | None:
+    if us is None:
+        return None
+    dt = _EPOCH + timedelta(microseconds=us)
+    frac = us % SECOND
+    if frac == 0:
+        tail = ""
+    elif frac % 1000 == 0:
+        tail = f".{frac // 1000:03d}"
+    else:
+        tail = f".{frac:06d}"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + tail + "Z"
+
+
+def day_of(us: int) -> int:
+    return us // DAY
+
+
+def in_window(t: int, as_of: int, days: int) -> bool:
+    """W-day window at T: UTC days day(T) - (W-1) ... day(T) inclusive."""
+    return day_of(as_of) - (days - 1) <= day_of(t) <= day_of(as_of)
+
+
+# ---------------------------------------------------------------- event facts
+
+
+def customer_of(ev: dict) -> str | None:
+    return ev.get("customer_id")  # JSON null counts as absent
+
+
+def weight(ev: dict) -> float:
+    kind = ev["type"]
+    if kind == "order_placed":
+        return 10 + min(ev["amount"], 400) / 10
+    if kind == "order_refunded":
+        return -min(ev["amount"], 400) / 10
+    return CLICK_WEIGHTS.get(kind, SOCIAL_WEIGHTS.get(kind))
+
+
+def points(ev: dict) -> int:
+    kind = ev["type"]
+    if kind == "order_placed":
+        return math.floor(ev["amount"])
+    if kind == "order_refunded":
+        return -math.floor(ev["amount"])
+    return FIXED_POINTS.get(kind, 0)
+
+
+def signed_amount(ev: dict) -> float:
+    """Contribution to revenue: placed minus refunded."""
+    if ev["type"] == "order_placed":
+        return ev["amount"]
+    if ev["type"] == "order_refunded":
+        return -ev["amount"]
+    return 0
+
+
+def tier_of(s: float) -> str:
+    best = "bronze"
+    for name, bound in TIER_BOUNDS.items():
+        if s >= bound:
+            best = name
+    return best
+
+
+def ratio(num, den):
+    return None if den == 0 else num / den
+
+
+# ---------------------------------------------------------------- the unit
+
+
+class _Unit:
+    """One processing unit (the whole file in replay)."""
+
+    def __init__(self) -> None:
+        self.watermark: int | None = None
+        self.applied: list[tuple[int, dict]] = []  # (t, event) in application order
+        self.remembered: list[tuple[str, int]] = []  # (event_id, watermark right after)
+        self.duplicates = 0
+        self.customers: dict[str, dict] = {}  # id -> {tier, tier_since, armed, timer, last_nf}
+        self.tier_changes: list[dict] = []
+        self.alerts: list[dict] = []
+
+    # -- derived from the full history
+
+    def history(self, cid: str) -> list[tuple[int, dict]]:
+        return [(t, ev) for t, ev in self.applied if customer_of(ev) == cid]
+
+    def score(self, cid: str, at: int) -> float:
+        return math.fsum(
+            weight(ev) * 2.0 ** (-(at - t) / HALF_LIFE) for t, ev in self.history(cid) if t <= at
+        )
+
+    def last_activity(self, cid: str) -> int | None:
+        return max((t for t, _ in self.history(cid)), default=None)
+
+    # -- outputs
+
+    def alert(self, kind: str, severity: str, cid: str, at: int, details: dict) -> None:
+        self.alerts.append({
+            "alert_id": f"oracle-{len(self.alerts)}", "type": kind, "severity": severity,
+            "customer_id": cid, "at": format_instant(at), "details": details,
+        })
+
+    def set_tier(self, cid: str, new: str, s: float, at: int, reason: str) -> None:
+        c = self.customers[cid]
+        self.tier_changes.append({
+            "customer_id": cid, "from_tier": c["tier"], "to_tier": new, "score": max(0.0, s),
+            "at": format_instant(at), "reason": reason,
+        })
+        c["tier"], c["tier_since"] = new, at
+
+    def evaluate_tier(self, cid: str, at: int, reason: str) -> None:
+        c = self.customers[cid]
+        s = self.score(cid, at)
+        new, cur = tier_of(s), c["tier"]
+        if TIER_RANK[new] > TIER_RANK[cur]:
+            self.set_tier(cid, new, s, at, reason)
+        elif s < 0.8 * TIER_BOUNDS[cur] and new != cur:
+            self.set_tier(cid, new, s, at, reason)
+
+    # -- arrival
+
+    def offer(self, ev: dict) -> None:
+        eid = ev["event_id"]
+        if any(
+            rid == eid and self.watermark < after + DEDUP_SPAN for rid, after in self.remembered
+        ):
+            self.duplicates += 1
+            return
+        t = parse_instant(ev["occurred_at"])
+        if self.watermark is None:
+            self.watermark = t  # first applied event: no due work
+        elif t > self.watermark:
+            self.advance(t)
+        self.remembered.append((eid, self.watermark))
+
+        cid = customer_of(ev)
+        previous_last = self.last_activity(cid) if cid is not None else None
+        self.applied.append((t, ev))
+        if cid is not None:
+            self.apply_to_customer(cid, t, ev, previous_last)
+
+    def apply_to_customer(self, cid: str, t: int, ev: dict, previous_last: int | None) -> None:
+        kind = ev["type"]
+        first = cid not in self.customers
+        if first:
+            self.customers[cid] = {
+                "tier": None, "tier_since": None, "armed": True, "timer": None, "last_nf": None,
+            }
+        c = self.customers[cid]
+        if previous_last is None or t > previous_last:
+            c["armed"] = True  # last_activity_at moved forward: churn re-armed
+
+        # §5: tier at the customer's clock
+        clock = self.last_activity(cid)
+        if first:
+            s = self.score(cid, clock)
+            self.set_tier(cid, tier_of(s), s, clock, "event")
+        else:
+            self.evaluate_tier(cid, clock, "event")
+
+        # §6 abandoned cart
+        history = self.history(cid)
+        if kind == "checkout_started":
+            later = any(e["type"] == "checkout_started" and tt > t for tt, e in history)
+            if not later:
+                c["timer"] = None
+                ordered = any(
+                    e["type"] == "order_placed" and t <= tt <= t + CART_WINDOW for tt, e in history
+                )
+                if not ordered:
+                    c["timer"] = {
+                        "deadline": t + CART_WINDOW, "checkout_event_id": ev["event_id"],
+                        "cart_id": ev.get("cart_id"), "checkout_at": t,
+                    }
+        if kind == "order_placed" and c["timer"] is not None:
+            if c["timer"]["checkout_at"] <= t <= c["timer"]["deadline"]:
+                c["timer"] = None
+
+        # §6 negative feedback (severity from the tier after the event)
+        if (kind == "review" and ev["rating"] <= 2) or (
+            kind == "survey_response" and ev["nps"] <= 6
+        ):
+            if c["last_nf"] is None or not c["last_nf"] > t - FEEDBACK_COOLDOWN:
+                severity = "high" if c["tier"] in ("gold", "platinum") else "medium"
+                field = "rating" if kind == "review" else "nps"
+                self.alert("negative_feedback", severity, cid, t,
+                           {"event_id": ev["event_id"], field: ev[field]})
+                c["last_nf"] = t
+
+    # -- due work (§2)
+
+    def advance(self, t: int) -> None:
+        """Run due work for a watermark advance self.watermark -> t, then move it."""
+        w = self.watermark
+        due = [(c["timer"]["deadline"], 0, cid) for cid, c in self.customers.items()
+               if c["timer"] is not None and c["timer"]["deadline"] < t]
+        midnight = (w // DAY + 1) * DAY
+        while midnight <= t:
+            due.append((midnight, 1, ""))
+            midnight += DAY
+        for at, kind, cid in sorted(due):
+            if kind == 0:
+                self.fire_timer(cid)
+            else:
+                self.sweep(at)
+        self.watermark = t
+
+    def fire_timer(self, cid: str) -> None:
+        timer = self.customers[cid]["timer"]
+        self.customers[cid]["timer"] = None
+        self.alert("abandoned_cart", "low", cid, timer["deadline"], {
+            "checkout_event_id": timer["checkout_event_id"], "cart_id": timer["cart_id"],
+            "checkout_at": format_instant(timer["checkout_at"]),
+        })
+
+    def sweep(self, m: int) -> None:
+        for cid in sorted(self.customers):
+            c = self.customers[cid]
+            last = self.last_activity(cid)
+            if c["armed"] and TIER_RANK[c["tier"]] >= 1 and last <= m - CHURN_AFTER:
+                severity = "high" if c["tier"] in ("gold", "platinum") else "medium"
+                self.alert("churn_risk", severity, cid, m, {
+                    "last_activity_at": format_instant(last),
+                    "days_inactive": (m - last) // DAY, "tier": c["tier"],
+                })
+                c["armed"] = False
+            self.evaluate_tier(cid, m, "sweep")
+
+    # -- the document (§4, §7, §8)
+
+    def record(self, cid: str, as_of: int) -> dict:
+        c = self.customers[cid]
+        history = self.history(cid)
+        orders = [(t, ev) for t, ev in history if ev["type"] == "order_placed"]
+        money = [(t, ev) for t, ev in history if ev["type"] in ("order_placed", "order_refunded")]
+        orders_365 = [ev for t, ev in orders if in_window(t, as_of, 365)]
+        revenue_365 = math.fsum(signed_amount(ev) for t, ev in money if in_window(t, as_of, 365))
+        return {
+            "customer_id": cid,
+            "as_of": format_instant(as_of),
+            "score": max(0.0, self.score(cid, as_of)),
+            "tier": c["tier"],
+            "tier_since": format_instant(c["tier_since"]),
+            "points": sum(points(ev) for _, ev in history),
+            "orders_365d": len(orders_365),
+            "guest_orders_365d": sum(1 for ev in orders_365 if ev.get("guest") is True),
+            "revenue_365d": revenue_365,
+            "aov_365d": ratio(revenue_365, len(orders_365)),
+            "orders_total": len(orders),
+            "revenue_total": math.fsum(signed_amount(ev) for _, ev in money),
+            "first_order_at": format_instant(min((t for t, _ in orders), default=None)),
+            "last_order_at": format_instant(max((t for t, _ in orders), default=None)),
+            "last_activity_at": format_instant(self.last_activity(cid)),
+            "clicks_30d": sum(1 for t, ev in history
+                              if ev["type"] in CLICK_WEIGHTS and in_window(t, as_of, 30)),
+            "social_30d": sum(1 for t, ev in history
+                              if ev["type"] in SOCIAL_WEIGHTS and in_window(t, as_of, 30)),
+            "events_total": len(history),
+        }
+
+    def kpis(self, as_of: int | None) -> dict:
+        window = [] if as_of is None else [
+            ev for t, ev in self.applied if in_window(t, as_of, KPI_WINDOW_DAYS)
+        ]
+        orders = [ev for ev in window if ev["type"] == "order_placed"]
+        guest_orders = sum(1 for ev in orders if ev.get("guest") is True)
+        identified = [ev for ev in orders if customer_of(ev) is not None]
+        per_customer: dict[str, int] = {}
+        for ev in identified:
+            per_customer[customer_of(ev)] = per_customer.get(customer_of(ev), 0) + 1
+        customers = len(per_customer)
+        repeat = sum(1 for n in per_customer.values() if n >= 2)
+        revenue = math.fsum(signed_amount(ev) for ev in window)
+        return {
+            "as_of": format_instant(as_of),
+            "window_days": KPI_WINDOW_DAYS,
+            "orders": len(orders),
+            "guest_orders": guest_orders,
+            "identified_orders": len(identified),
+            "revenue": revenue,
+            "customers": customers,
+            "repeat_customers": repeat,
+            "guest_checkout_rate": ratio(guest_orders, len(orders)),
+            "average_order_value": ratio(revenue, len(orders)),
+            "purchase_frequency": ratio(len(identified), customers),
+            "repeat_purchase_rate": ratio(repeat, customers),
+        }
+
+
+def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
+    """The SPEC §8 replay document for valid ``events`` in arrival order."""
+    unit = _Unit()
+    for ev in events:
+        unit.offer(ev)
+    end = unit.watermark
+    if as_of is not None:
+        end = parse_instant(as_of)
+        if unit.watermark is not None:
+            if end < unit.watermark:
+                raise ValueError("as_of is earlier than the final watermark")
+            if end > unit.watermark:
+                unit.advance(end)
+    return {
+        "as_of": format_instant(end),
+        "kpis": unit.kpis(end),
+        "customers": {cid: unit.record(cid, end) for cid in sorted(unit.customers)},
+        "tier_changes": unit.tier_changes,
+        "alerts": unit.alerts,
+        "counts": {"applied": len(unit.applied), "duplicates": unit.duplicates, "rejected": 0},
+        "dead_letters": [],
+    }
