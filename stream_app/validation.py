@@ -117,10 +117,10 @@ def _json_type(v: Any) -> str:
 
 def _occurred_at(obj: dict[str, Any]) -> int:
     v = obj.get("occurred_at")
-    if v is None:
-        raise _missing("occurred_at")
     if type(v) is str:
         us = parse_rfc3339(v)
+        if us is not None and MIN_INSTANT <= us < MAX_INSTANT:
+            return us
         if us is None:
             raise _invalid(
                 "occurred_at",
@@ -128,6 +128,8 @@ def _occurred_at(obj: dict[str, Any]) -> int:
                 f"got {v[:64]!r}",
             )
     else:
+        if v is None:
+            raise _missing("occurred_at")
         if type(v) is float and v.is_integer():
             v = int(v)
         if type(v) is not int:
@@ -166,7 +168,10 @@ def validate_object(obj: Any, topic: str | None = None, currency: str = "GBP") -
 
 
 def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
-    event_id = _text(obj, "event_id", 1, 128, True)
+    # Hot path: the common valid shapes are checked inline; `_text` & co. explain any fault.
+    event_id = obj.get("event_id")
+    if type(event_id) is not str or not 0 < len(event_id) <= 128:
+        event_id = _text(obj, "event_id", 1, 128, True)
     etype = obj.get("type")
     if etype is None:
         raise _missing("type")
@@ -179,11 +184,15 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
         raise _Fault(Rejection(
             WRONG_TOPIC, "type", f"type {etype!r} belongs on the {etopic} topic, not {topic}"))
     is_order = etopic == ORDERS
-    guest = obj.get("guest") is True if is_order else False
-    customer_id = _text(obj, "customer_id", 1, 128, not guest)
+    customer_id = obj.get("customer_id")
+    if type(customer_id) is not str or not 0 < len(customer_id) <= 128:
+        guest = obj.get("guest") is True if is_order else False
+        customer_id = _text(obj, "customer_id", 1, 128, not guest)
     occurred_at = _occurred_at(obj)
-    channel = _text(obj, "channel", 0, 32, False)
-    schema_version = _integer(obj, "schema_version", 1, None, False) or 1
+    channel = obj.get("channel")
+    if channel is not None and (type(channel) is not str or len(channel) > 32):
+        channel = _text(obj, "channel", 0, 32, False)
+    schema_version = 1 if obj.get("schema_version") is None else _integer(obj, "schema_version", 1, None, False)
 
     if is_order:
         order_id = _text(obj, "order_id", 1, 128, True)

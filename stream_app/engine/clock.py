@@ -40,19 +40,37 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return days - 719_163  # days from 0001-01-01 to 1970-01-01, plus the 1-based day
 
 
+_DATE_CACHE: dict[str, int | None] = {}
+
+
+def _date_base(text: str) -> int | None:
+    """Microseconds at midnight of the `YYYY-MM-DD` prefix, None for an impossible date (cached)."""
+    base = _DATE_CACHE.get(text)
+    if base is None and text not in _DATE_CACHE:
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        if 1 <= month <= 12 and 1 <= day <= (
+            31, 29 if _is_leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+        )[month - 1]:
+            base = _days_from_civil(year, month, day) * DAY
+        if len(_DATE_CACHE) > 100_000:
+            _DATE_CACHE.clear()  # bounded: a century of dates fits, garbage input cannot grow it
+        _DATE_CACHE[text] = base
+    return base
+
+
 def parse_rfc3339(text: str) -> int | None:
     """Parse the SPEC's RFC 3339 subset to microseconds; None when the form or a value is wrong."""
     m = _RFC3339.match(text)
     if m is None:
         return None
-    year, month, day = int(m[1]), int(m[2]), int(m[3])
-    hour, minute, sec = int(m[4]), int(m[5]), int(m[6])
-    if not 1 <= month <= 12 or hour > 23 or minute > 59 or sec > 59:
+    base = _date_base(text[:10])
+    # The pattern fixes the positions of the time fields.
+    hour, minute, sec = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    if base is None or hour > 23 or minute > 59 or sec > 59:
         return None
-    mdays = (31, 29 if _is_leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
-    if not 1 <= day <= mdays:
-        return None
-    us = (_days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + sec) * SECOND
+    us = base + (hour * 3600 + minute * 60 + sec) * SECOND
+    if len(text) == 20:
+        return us  # the common `...SSZ` form
     frac = m[7]
     if frac:
         us += int((frac + "00000")[:6])
@@ -65,10 +83,22 @@ def parse_rfc3339(text: str) -> int | None:
     return us
 
 
+_DAY_TEXT: dict[int, str] = {}
+
+
 def format_instant(us: int) -> str:
     """RFC 3339 UTC with `Z`; fraction omitted when zero, milliseconds when whole, else micros."""
     secs, frac = divmod(us, SECOND)
-    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    days, rem = divmod(secs, 86_400)
+    date = _DAY_TEXT.get(days)
+    if date is None:
+        date = datetime.fromtimestamp(days * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+        if len(_DAY_TEXT) > 100_000:
+            _DAY_TEXT.clear()
+        _DAY_TEXT[days] = date
+    h, rem = divmod(rem, 3600)
+    mi, s = divmod(rem, 60)
+    base = f"{date}T{h:02d}:{mi:02d}:{s:02d}"
     if frac == 0:
         return base + "Z"
     if frac % MS == 0:

@@ -53,6 +53,11 @@ class Unit:
         self.changed: set[str] = set()
         cfg = config
         self._demote_at = tuple(b * cfg.demotion_factor for b in cfg.tier_bounds)
+        #: the first midnight after the watermark, and when the oldest remembered id expires:
+        #: below both, a watermark move needs no due work (the hot path in `offer`)
+        self._due_before = 0
+        self._forget_at = 0
+        self._promote_at = tuple(cfg.tier_bounds[1:]) + (math.inf,)
 
     # -- the one entry point -------------------------------------------------------------------
     def offer(self, ev: Event) -> str:
@@ -66,8 +71,16 @@ class Unit:
         wm = self.watermark
         if wm is None:
             self.watermark = wm = t
+            self._forget_at = t + self.config.dedupe_horizon
+            self._due_before = next_midnight_after(t)
+            self.kpis.prune(t // DAY)
         elif t > wm:
-            self.advance(t)
+            if t < self._due_before and (not self.timers or self.timers[0][0] >= t):
+                self.watermark = t  # fast path: no midnight crossed, no timer due
+                if t >= self._forget_at:
+                    self._forget(t)
+            else:
+                self.advance(t)
             wm = t
         seen[ev.event_id] = wm
         self._apply(ev)
@@ -77,10 +90,10 @@ class Unit:
     def advance(self, t: int) -> None:
         """Run due work for a watermark move w -> t (SPEC §2), then set the watermark to t."""
         wm = self.watermark
-        if wm is None:
-            self.watermark = t
-            return
-        if t <= wm:
+        if wm is None or t <= wm:
+            if wm is None:
+                self.watermark = t
+                self._due_before = next_midnight_after(t)
             return
         timers = self.timers
         midnight = next_midnight_after(wm)
@@ -101,17 +114,22 @@ class Unit:
                 if not self.due and not timers:
                     break
         self.watermark = t
-        self._forget(t)
-        self.kpis.prune(day_of(t))
+        self._due_before = next_midnight_after(t)
+        if t >= self._forget_at:
+            self._forget(t)
+        self.kpis.prune(t // DAY)
 
     def _forget(self, wm: int) -> None:
+        """Drop ids whose horizon the watermark has reached (oldest first: insertion order)."""
         seen = self.seen
         horizon = self.config.dedupe_horizon
         while seen:
             eid, at = next(iter(seen.items()))
             if at + horizon > wm:
-                break
+                self._forget_at = at + horizon
+                return
             seen.popitem(last=False)
+        self._forget_at = wm + horizon
 
     # -- applying one event ----------------------------------------------------------------------
     def _apply(self, ev: Event) -> None:
@@ -164,15 +182,26 @@ class Unit:
             c.points -= math.floor(amount)
             c.revenue_total -= amount
             add_order_bucket(c, day, 0, 0, -amount, cfg.order_window_days)
-        elif ev.topic == CLICKS:
-            add_activity_bucket(c, day, 1, 0, cfg.activity_window_days)
-            if etype == CHECKOUT_STARTED:
-                self._checkout(c, ev)
         else:
-            c.points += FIXED_POINTS.get(etype, 0)
-            add_activity_bucket(c, day, 0, 1, cfg.activity_window_days)
+            b = c.activity_buckets
+            if ev.topic == CLICKS:
+                if b and b[-3] == day:
+                    b[-2] += 1  # the common case: today's bucket
+                else:
+                    add_activity_bucket(c, day, 1, 0, cfg.activity_window_days)
+                if etype == CHECKOUT_STARTED:
+                    self._checkout(c, ev)
+            else:
+                c.points += FIXED_POINTS.get(etype, 0)
+                if b and b[-3] == day:
+                    b[-1] += 1
+                else:
+                    add_activity_bucket(c, day, 0, 1, cfg.activity_window_days)
 
-        self._evaluate_tier(c, c.t_ref, c.s_ref, "event", first)
+        s = c.s_ref
+        tier = c.tier
+        if first or (tier < 3 and s >= self._promote_at[tier]) or s < self._demote_at[tier]:
+            self._evaluate_tier(c, c.t_ref, s, "event", first)
 
         if etype == REVIEW or etype == SURVEY_RESPONSE:
             self._feedback(c, ev)

@@ -1,0 +1,75 @@
+"""Engine and replay throughput, bytes per customer (DESIGN: measured, not asserted in tests)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Any
+
+from stream_app.engine import Unit
+from stream_app.engine.clock import DAY
+from stream_app.engine.events import Event
+from stream_app.replay import Replay, replay_file
+from stream_app.simulate import Simulator
+from stream_app.validation import validate_bytes
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "online-retail-orders.jsonl.gz")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_replay(n: int) -> dict[str, Any]:
+    lines = list(Simulator(customers=max(1000, n // 20), seed=1).lines(n))
+    numbered = list(enumerate(lines, start=1))
+    r = Replay()
+    gc.collect()
+    t0 = time.perf_counter()
+    r.feed(numbered)
+    r.document()
+    dt = time.perf_counter() - t0
+    events = [validate_bytes(line) for line in lines]
+    del lines, numbered
+    u = Unit()
+    gc.collect()
+    t0 = time.perf_counter()
+    offer = u.offer
+    for ev in events:
+        offer(ev)  # type: ignore[arg-type]
+    dt2 = time.perf_counter() - t0
+    return {"events": n, "replay_events_per_s": round(n / dt), "engine_events_per_s": round(n / dt2),
+            "replay_s": round(dt, 3), "engine_s": round(dt2, 3)}
+
+
+def bench_online_retail() -> dict[str, Any]:
+    t0 = time.perf_counter()
+    doc = replay_file(DATA)
+    return {"online_retail_replay_s": round(time.perf_counter() - t0, 3),
+            "online_retail_events": doc["counts"]["applied"]}
+
+
+def bench_memory(customers: int) -> dict[str, Any]:
+    """RSS growth per customer: `customers` customers with 3 events each over 90 days."""
+    base = 1_704_067_200_000_000  # 2024-01-01
+    step = 90 * DAY // (3 * customers)
+    u = Unit()
+    gc.collect()
+    before = rss_bytes()
+    t = base
+    for i in range(3 * customers):
+        c = i % customers
+        t += step
+        kind = i // customers
+        if kind == 1:
+            ev = Event(f"e{i}", "order_placed", "orders", f"cust-{c:07d}", t, order_id=f"o{i}", amount=25.0)
+        else:
+            ev = Event(f"e{i}", "product_view" if kind == 0 else "like",
+                       "clicks" if kind == 0 else "social", f"cust-{c:07d}", t)
+        u.offer(ev)
+    gc.collect()
+    after = rss_bytes()
+    return {"memory_customers": customers, "bytes_per_customer": round((after - before) / customers),
+            "memory_recent_event_ids": len(u.seen)}

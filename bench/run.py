@@ -1,0 +1,34 @@
+"""`make bench`: one JSON object on stdout and in bench-results.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from bench.engine_bench import bench_memory, bench_online_retail, bench_replay
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="bench-results.json")
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--only", choices=["engine", "stream"], default=None)
+    args = p.parse_args()
+    results: dict[str, object] = {}
+    if args.only in (None, "engine"):
+        results.update(bench_replay(args.events))
+        print(orjson.dumps(results).decode(), file=sys.stderr)
+        results.update(bench_online_retail())
+        results.update(bench_memory(args.customers))
+    data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    with open(args.out, "wb") as f:
+        f.write(data + b"\n")
+    sys.stdout.write(data.decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
