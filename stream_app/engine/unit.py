@@ -366,3 +366,41 @@ class Unit:
         out = (self.tier_changes, self.alerts, self.changed)
         self.tier_changes, self.alerts, self.changed = [], [], set()
         return out
+
+    # -- persistence: the shell stores customers, ids and the unit core under separate keys ------
+    def core_state(self) -> dict[str, Any]:
+        """Unit-level state other than customers and remembered ids (those have their own keys)."""
+        return {
+            "watermark": self.watermark,
+            "kpis": self.kpis.to_state(),
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+        }
+
+    @classmethod
+    def from_parts(cls, core: dict[str, Any] | None, customers: list[Customer],
+                   seen: list[tuple[str, int]], config: EngineConfig = DEFAULT_CONFIG) -> Unit:
+        """Rebuild a unit from persisted parts; timers and the sweep index derive from customers."""
+        u = cls(config)
+        if core is not None:
+            u.watermark = core["watermark"]
+            u.kpis = KpiPartial.from_state(core["kpis"])
+            u.applied = core["applied"]
+            u.duplicates = core["duplicates"]
+        for c in customers:
+            u.customers[c.customer_id] = c
+            if c.cart is not None:
+                u.timers.append((c.cart[0], c.customer_id))
+            if c.due_day >= 0:
+                u.due.setdefault(c.due_day, []).append(c.customer_id)
+        heapq.heapify(u.timers)
+        wm = u.watermark
+        horizon = config.dedupe_horizon
+        for eid, at in sorted(seen, key=lambda e: e[1]):
+            if wm is None or at + horizon > wm:
+                u.seen[eid] = at
+        if wm is not None:
+            u._due_before = next_midnight_after(wm)
+            first = next(iter(u.seen.values()), None)
+            u._forget_at = first + horizon if first is not None else wm + horizon
+        return u
