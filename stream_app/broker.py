@@ -177,7 +177,7 @@ class EmbeddedBroker:
             self._own_log_dir = True
         self._log_dir.mkdir(parents=True, exist_ok=True)
 
-        # An auto-picked port can be taken between probing and binding: retry then.
+        # An auto-picked port can be taken between probing and binding: retry on that only.
         attempts = 1 if self._requested_port is not None else 3
         for attempt in range(1, attempts + 1):
             port = self._requested_port or free_port(self._host)
@@ -187,8 +187,9 @@ class EmbeddedBroker:
                 self._launch(port)
                 return
             except BrokerStartError:
+                port_taken = b"AddrInUse" in self._read_log()
                 self._kill()
-                if attempt == attempts:
+                if attempt == attempts or not port_taken:
                     raise
 
     def _launch(self, port: int) -> None:
