@@ -73,6 +73,74 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from stream_app.config import Settings
+    from stream_app.stream.run import run_worker
+
+    return run_worker(Settings.from_env())
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream_app.config import Settings
+    from stream_app.produce import file_lines, produce_lines
+    from stream_app.replay import ReplayError
+
+    settings = Settings.from_env()
+    if not settings.broker:
+        print("engagement produce: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+        return 2
+    try:
+        lines = file_lines(args.file)
+    except ReplayError as exc:
+        print(f"engagement produce: error: {exc}", file=sys.stderr)
+        return 2
+    sent = asyncio.run(produce_lines(settings, lines, rate=args.rate, progress=True, total=len(lines)))
+    print(f"produced {sent:,} events", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import itertools
+    import time
+
+    from stream_app.config import Settings
+    from stream_app.produce import produce_lines
+    from stream_app.simulate import Simulator, live_lines
+
+    settings = Settings.from_env()
+    if not settings.broker:
+        print("engagement simulate: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+        return 2
+    sim = Simulator(customers=args.customers, seed=args.seed, bad_rate=args.bad_rate)
+    lines = live_lines(sim)
+    if args.duration:
+        lines = itertools.islice(lines, int(args.rate * args.duration))
+    t0 = time.monotonic()
+    sent = asyncio.run(produce_lines(settings, lines, rate=args.rate, progress=True))
+    print(f"simulated {sent:,} events in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from stream_app.audit import audit_main
+    from stream_app.config import Settings
+
+    settings = Settings.from_env()
+    if not settings.broker:
+        print("engagement audit: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+        return 2
+    return audit_main(settings)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream_app.demo import run_demo
+
+    return run_demo(duration=args.duration, customers=args.customers, rate=args.rate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engagement", description="Real-time customer-engagement scorer")
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,6 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="write the JSON document here instead of stdout")
     r.add_argument("--summary", action="store_true", help="print KPIs and tiers as a table instead of JSON")
     r.set_defaults(func=cmd_replay)
+    w = sub.add_parser("worker", help="run a scoring worker (ENGAGEMENT_* settings; bundled broker if none)")
+    w.set_defaults(func=cmd_worker)
+    pr = sub.add_parser("produce", help="produce a JSONL(.gz) file to the input topics")
+    pr.add_argument("file")
+    pr.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    pr.set_defaults(func=cmd_produce)
+    si = sub.add_parser("simulate", help="produce realistic live traffic")
+    si.add_argument("--customers", type=int, default=1000)
+    si.add_argument("--rate", type=float, default=200.0)
+    si.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    si.add_argument("--seed", type=int, default=7)
+    si.add_argument("--bad-rate", dest="bad_rate", type=float, default=0.01)
+    si.set_defaults(func=cmd_simulate)
+    au = sub.add_parser("audit", help="replay the re-keyed topic and compare with the published outputs")
+    au.set_defaults(func=cmd_audit)
+    de = sub.add_parser("demo", help="bundled broker + worker + simulator with a live view")
+    de.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    de.add_argument("--customers", type=int, default=500)
+    de.add_argument("--rate", type=float, default=300.0)
+    de.set_defaults(func=cmd_demo)
     return p
 
 

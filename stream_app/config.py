@@ -63,6 +63,10 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """The ENGAGEMENT_* variables that reproduce these settings in another process."""
+        return {f"ENGAGEMENT_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
     @property
     def input_topics(self) -> dict[str, str]:
         """Short topic name -> configured Kafka topic."""

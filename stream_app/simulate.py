@@ -124,3 +124,22 @@ class Simulator:
 
 
 __all__ = ["Simulator", "BAD_LINES", "MINUTE"]
+
+
+def live_lines(sim: Simulator) -> Iterator[bytes]:
+    """An endless stream in event time that tracks the wall clock (for live demos)."""
+    import time
+
+    import orjson
+
+    from stream_app.engine.clock import SECOND as _S
+
+    now = int(time.time()) * _S
+    sim.start = now
+    t = now
+    while True:
+        t = max(t, int(time.time() * _S))
+        for ev in sim.session(t):
+            if sim.bad_rate and sim.rng.random() < sim.bad_rate:
+                yield sim.rng.choice(BAD_LINES)
+            yield orjson.dumps(ev)

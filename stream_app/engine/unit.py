@@ -51,6 +51,8 @@ class Unit:
         self.tier_changes: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
         self.changed: set[str] = set()
+        #: when a shell persists ids one by one: (event_id, watermark) applied, (event_id, None) forgotten
+        self.id_log: list[tuple[str, int | None]] | None = None
         cfg = config
         self._demote_at = tuple(b * cfg.demotion_factor for b in cfg.tier_bounds)
         #: the first midnight after the watermark, and when the oldest remembered id expires:
@@ -83,6 +85,8 @@ class Unit:
                 self.advance(t)
             wm = t
         seen[ev.event_id] = wm
+        if self.id_log is not None:
+            self.id_log.append((ev.event_id, wm))
         self._apply(ev)
         self.applied += 1
         return APPLIED
@@ -129,6 +133,8 @@ class Unit:
                 self._forget_at = at + horizon
                 return
             seen.popitem(last=False)
+            if self.id_log is not None:
+                self.id_log.append((eid, None))
         self._forget_at = wm + horizon
 
     # -- applying one event ----------------------------------------------------------------------

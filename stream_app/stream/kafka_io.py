@@ -1,0 +1,164 @@
+"""Kafka plumbing shared by the worker, the CLI and the audit: topics, partitioning, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+from stream_app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as every Java and aiokafka producer uses it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options for aiokafka clients from the security settings."""
+    opts: dict[str, Any] = {"bootstrap_servers": settings.bootstrap,
+                            "security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if settings.security_protocol.startswith("SASL"):
+        opts.update(sasl_mechanism=settings.sasl_mechanism or "PLAIN",
+                    sasl_plain_username=settings.sasl_username,
+                    sasl_plain_password=settings.sasl_password)
+    return opts
+
+
+def kpi_partials_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-kpi-partials"
+
+
+def topic_specs(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, configs) for every topic the scorer reads or writes (not changelogs)."""
+    n = settings.partitions
+    delete = {"cleanup.policy": "delete"}
+    compact = {"cleanup.policy": "compact"}
+    return [
+        (settings.topic_orders, n, delete),
+        (settings.topic_clicks, n, delete),
+        (settings.topic_social, n, delete),
+        (settings.topic_events, n, delete),
+        (settings.topic_scores, n, compact),
+        (settings.topic_tier_changes, n, delete),
+        (settings.topic_alerts, n, delete),
+        (settings.topic_kpis, 1, compact),
+        (settings.topic_dead_letter, n, delete),
+        (kpi_partials_topic(settings), 1, compact),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics with the configured partitions, replication and cleanup policy."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name, num_partitions=parts, replication_factor=settings.replication,
+                        topic_configs=configs)
+               for name, parts, configs in topic_specs(settings) if name not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+            created = [t.name for t in new]
+    finally:
+        await admin.close()
+    return created
+
+
+class BatchSender:
+    """Collects records per (topic, partition) and sends each group as few record batches.
+
+    Skipping the per-message send queue is what makes the stream fast (NOTES-broker.md), and one
+    record batch per partition is appended by the broker as a unit.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        self.records.setdefault((topic, partition), []).append((key, value))
+
+    def extend(self, topic: str, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        self.records.setdefault((topic, partition), []).extend(records)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.records.values())
+
+    async def flush(self) -> None:
+        futures = []
+        for (topic, partition), records in self.records.items():
+            batch = self.producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    batch = self.producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a record for {topic} is larger than a producer batch")
+            if batch.record_count():
+                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+        self.records = {}
+        if futures:
+            await asyncio.gather(*futures)
+
+
+async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,
+                     timeout_s: float = 120.0) -> dict[int, list[Any]]:
+    """Every record of every partition of `topic`, in offset order, up to the high-water mark.
+
+    Uses the high-water mark from fetch responses, not ListOffsets (which reads low on the
+    bundled broker, NOTES-broker.md), and stops after `idle_ms` without records once every
+    partition is at its high-water mark.
+    """
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                **client_options(settings))
+    await consumer.start()
+    out: dict[int, list[Any]] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first use of the topic
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        idle_since = loop.time()
+        while loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            got = False
+            for tp, records in batches.items():
+                if records:
+                    got = True
+                    out.setdefault(tp.partition, []).extend(records)
+            if got:
+                idle_since = loop.time()
+                continue
+            caught_up = True
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if hw is None or await consumer.position(tp) < hw:
+                    caught_up = False
+            if caught_up and (loop.time() - idle_since) * 1000 >= idle_ms:
+                break
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,356 @@
+"""The Faust shell: ingest agents, the per-partition scoring agent, state table, KPIs, HTTP API.
+
+Agents only route, batch and do I/O; the scoring is `PartitionProcessor` -> engine `Unit`, the
+same code as `engagement replay`.
+
+Per batch of the re-keyed topic: outputs (scores, tier changes, alerts) are sent and awaited
+first, then the state records (unit record last), then Faust acknowledges the batch. A crash
+before the state is written re-delivers the batch and re-publishes the same outputs
+(at-least-once, deterministic ids); a crash after it skips the already-applied offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.types import TP
+
+from stream_app.config import Settings
+from stream_app.engine import KpiPartial
+from stream_app.engine.clock import format_instant, parse_rfc3339
+from stream_app.stream.kafka_io import BatchSender, client_options, kpi_partials_topic, partition_for
+from stream_app.stream.processor import PartitionProcessor, parse_state_key, wrap_event
+from stream_app.validation import Rejection, validate_bytes
+
+log = logging.getLogger("stream_app.worker")
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes) -> bytes:
+    return orjson.dumps({
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "message": rejection.message,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "payload": payload.decode("utf-8", errors="replace"),
+    })
+
+
+class Scorer:
+    """Builds the Faust app and holds the worker's in-memory units."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.engine_config = s.engine_config()
+        self.app = app = faust.App(
+            s.app_id,
+            broker=s.broker,
+            store=s.store,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication,
+            table_standby_replicas=s.standby_replicas,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=s.heartbeat_interval_s,
+            broker_commit_interval=0.5,
+            broker_credentials=self._credentials(),
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=False,
+            producer_linger_ms=5,
+            producer_max_batch_size=1_000_000,
+            producer_max_request_size=1_048_576,
+            web_host=s.web_host,
+            web_port=s.web_port,
+            web_bind=s.web_host,
+            datadir=s.data_dir,
+            autodiscover=False,
+            web_in_thread=False,
+        )
+        self.inputs = {short: app.topic(name, partitions=s.partitions, **RAW)
+                       for short, name in s.input_topics.items()}
+        self.events = app.topic(s.topic_events, partitions=s.partitions, **RAW)
+        self.state = app.Table("state", key_type=bytes, value_type=bytes, partitions=s.partitions)
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.kpi_partials: dict[int, tuple[int | None, KpiPartial]] = {}
+        self.kpi_version = 0
+        self.kpi_published = (-1, 0.0)
+        self.ready = False
+        self.counters: dict[str, int] = defaultdict(int)
+        self._producer: AIOKafkaProducer | None = None
+        self._register()
+
+    def _credentials(self) -> Any:
+        s = self.settings
+        if s.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=s.ssl_cafile or None)
+        else:
+            ctx = None
+        if s.security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                         ssl_context=ctx, mechanism=s.sasl_mechanism or "PLAIN")
+        if ctx is not None:
+            return faust.SSLCredentials(ctx)
+        return None
+
+    @property
+    def changelog_topic(self) -> str:
+        return self.state.changelog_topic.get_topic_name()
+
+    async def producer(self) -> AIOKafkaProducer:
+        # Faust's aiokafka producer, used directly for record batches (NOTES-broker.md).
+        await self.app.producer.maybe_start()
+        return self.app.producer._producer  # type: ignore[attr-defined,no-any-return]
+
+    def fatal(self, exc: BaseException) -> None:
+        """A bug: stop at once without acknowledging the batch (a graceful stop would commit it)."""
+        log.critical("fatal error in the scoring pipeline: %r", exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(70)
+
+    # -- wiring ------------------------------------------------------------------------------
+    def _register(self) -> None:
+        app, s = self.app, self.settings
+        for short, topic in self.inputs.items():
+            app.agent(topic, name=f"ingest-{short}")(self._ingest_agent(short, topic.get_topic_name()))
+        app.agent(self.events, name="score")(self._score_agent)
+        self.state.on_recover(self._on_recover)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.task(self._kpi_reader)
+        app.timer(interval=1.0)(self._kpi_publisher)
+        from stream_app.stream.web import register_views
+
+        register_views(self)
+
+    def _ingest_agent(self, short: str, topic_name: str) -> Any:
+        s = self.settings
+
+        async def ingest(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_size, within=0.05):
+                try:
+                    await self.ingest_batch(short, topic_name, events)
+                except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
+                    self.fatal(exc)
+
+        ingest.__name__ = f"ingest_{short}"
+        return ingest
+
+    async def ingest_batch(self, short: str, topic_name: str, events: list[Any]) -> None:
+        s = self.settings
+        sender = BatchSender(await self.producer())
+        for ev in events:
+            msg = ev.message
+            raw = msg.value if msg.value is not None else b""
+            result = validate_bytes(raw, short, s.currency)
+            if type(result) is Rejection:
+                sender.add(s.topic_dead_letter, msg.partition % s.partitions, msg.key,
+                           dead_letter(result, topic_name, msg.partition, msg.offset, raw))
+                self.counters[f"rejected:{result.reason}"] += 1
+                continue
+            key = result.unit_key.encode()  # type: ignore[union-attr]
+            sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
+            self.counters["ingested"] += 1
+        await sender.flush()
+
+    async def _score_agent(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(self.settings.batch_size, within=0.05):
+            try:
+                await self.score_batch(events)
+            except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
+                self.fatal(exc)
+
+    async def score_batch(self, events: list[Any]) -> None:
+        s = self.settings
+        by_partition: dict[int, list[tuple[int, bytes | None]]] = defaultdict(list)
+        for ev in events:
+            by_partition[ev.message.partition].append((ev.message.offset, ev.message.value))
+        outputs = BatchSender(await self.producer())
+        state = BatchSender(outputs.producer)
+        changelog = self.changelog_topic
+        partials = kpi_partials_topic(s)
+        for p, messages in by_partition.items():
+            proc = self.processor(p)
+            out = proc.process(messages)
+            for cid, record in out.scores.items():
+                key = cid.encode()
+                outputs.add(s.topic_scores, partition_for(key, s.partitions), key, record)
+            for cid, record in out.tier_changes:
+                key = cid.encode()
+                outputs.add(s.topic_tier_changes, partition_for(key, s.partitions), key, record)
+            for cid, record in out.alerts:
+                key = cid.encode()
+                outputs.add(s.topic_alerts, partition_for(key, s.partitions), key, record)
+            for offset, rejection, raw in out.rejected:
+                outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
+            if out.kpis_changed:
+                outputs.add(partials, 0, str(p).encode(), proc.kpi_partial_record())
+            state.extend(changelog, p, out.state)
+            self._store(p, out.state)
+            self.counters["applied"] += out.applied
+            self.counters["duplicates"] += out.duplicates
+            self.counters["tier_changes"] += len(out.tier_changes)
+            self.counters["alerts"] += len(out.alerts)
+        await outputs.flush()
+        await state.flush()
+
+    def _store(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Mirror our own changelog writes into the table's local store."""
+        store = self.state.data
+        data = store.data  # type: ignore[attr-defined]
+        key_partition = store._key_partition  # type: ignore[attr-defined]  # noqa: SLF001
+        for key, value in records:
+            if value is None:
+                data.pop(key, None)
+                key_partition.pop(key, None)
+            else:
+                data[key] = value
+                # Faust records key partitions only during recovery; without this a revoked
+                # partition's keys would never be dropped from the memory store.
+                key_partition[key] = partition
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        proc = self.processors.get(partition)
+        if proc is None:
+            prefix = f"{partition}|".encode()
+            records = {k: v for k, v in self.state.data.data.items()  # type: ignore[attr-defined]
+                       if k.startswith(prefix)}
+            proc = PartitionProcessor.restore(partition, records, self.engine_config, self.settings.input_topics)
+            self.processors[partition] = proc
+            log.info("partition %d ready: %d customers, offset %d", partition,
+                     len(proc.unit.customers), proc.offset)
+        return proc
+
+    # -- recovery ----------------------------------------------------------------------------
+    async def _on_recover(self) -> None:
+        try:
+            t0 = time.monotonic()
+            actives = sorted(tp.partition for tp in self.app.assignor.assigned_actives()
+                             if tp.topic == self.changelog_topic)
+            repaired = await self._repair_changelog_tail(actives)
+            self.processors = {}
+            for p in actives:
+                self.processor(p)
+            self.ready = True
+            log.info("recovered %d partitions in %.2fs (%d tail records re-read)", len(actives),
+                     time.monotonic() - t0, repaired)
+        except Exception as exc:  # noqa: BLE001 - Faust would swallow it
+            self.fatal(exc)
+
+    async def _repair_changelog_tail(self, partitions: list[int]) -> int:
+        """Read each changelog partition's last batch up to the real high-water mark.
+
+        The bundled broker reports end offsets at the start of a partition's last batch, where
+        Faust's recovery stops (NOTES-broker.md). Re-reading from there is harmless on real
+        Kafka (the last values again) and completes the state here.
+        """
+        if not partitions:
+            return 0
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+        await consumer.start()
+        n = 0
+        try:
+            tps = [TopicPartition(self.changelog_topic, p) for p in partitions]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, max(0, ends[tp] - 1))
+            pending = set(tps)
+            deadline = time.monotonic() + 60
+            while pending and time.monotonic() < deadline:
+                batches = await consumer.getmany(*pending, timeout_ms=300, max_records=10_000)
+                for tp, records in batches.items():
+                    for r in records:
+                        self._store(tp.partition, [(r.key, r.value)])
+                        n += 1
+                for tp in list(pending):
+                    hw = consumer.highwater(tp)
+                    if hw is not None and await consumer.position(tp) >= hw:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
+        return n
+
+    async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.settings.topic_events:
+                self.processors.pop(tp.partition, None)
+
+    # -- store KPIs ----------------------------------------------------------------------------
+    async def _kpi_reader(self) -> None:
+        """Every worker follows every partition's KPI partial; the merge is the store's KPIs."""
+        topic = kpi_partials_topic(self.settings)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                for records in batches.values():
+                    for r in records:
+                        doc = orjson.loads(r.value)
+                        self.kpi_partials[doc["partition"]] = (doc["watermark"], KpiPartial.from_state(doc["kpis"]))
+                        self.kpi_version += 1
+        finally:
+            await consumer.stop()
+
+    def kpi_document(self) -> dict[str, Any]:
+        window = self.engine_config.order_window_days
+        merged = KpiPartial(window)
+        as_of: int | None = None
+        for wm, partial in self.kpi_partials.values():
+            merged.merge(partial)
+            if wm is not None and (as_of is None or wm > as_of):
+                as_of = wm
+        return merged.document(as_of)
+
+    def is_kpi_leader(self) -> bool:
+        """The owner of partition 0 publishes the store-wide KPIs, so they are published once."""
+        return TP(self.changelog_topic, 0) in self.app.assignor.assigned_actives()
+
+    async def _kpi_publisher(self) -> None:
+        if not self.ready or not self.is_kpi_leader() or not self.kpi_partials:
+            return
+        version, last = self.kpi_published
+        now = time.monotonic()
+        if version == self.kpi_version and now - last < self.settings.kpi_interval_s:
+            return
+        producer = await self.producer()
+        await producer.send_and_wait(self.settings.topic_kpis, orjson.dumps(self.kpi_document()),
+                                     key=b"store", partition=0)
+        self.kpi_published = (self.kpi_version, now)
+
+    # -- reading -------------------------------------------------------------------------------
+    def customer_partition(self, customer_id: str) -> int:
+        return partition_for(customer_id.encode(), self.settings.partitions)
+
+    def local_record(self, customer_id: str, as_of: str | None) -> tuple[int, dict[str, Any]]:
+        """(status, body) for a customer owned by this worker."""
+        proc = self.processors.get(self.customer_partition(customer_id))
+        if proc is None:
+            return 503, {"error": "partition not ready on this worker"}
+        c = proc.unit.customers.get(customer_id)
+        if c is None:
+            return 404, {"error": "unknown customer"}
+        at = c.t_ref
+        if as_of is not None:
+            t = parse_rfc3339(as_of)
+            if t is None:
+                return 400, {"error": "as_of must be an RFC 3339 date-time, e.g. 2024-01-31T00:00:00Z"}
+            if t < c.t_ref:
+                return 400, {"error": f"as_of is before the customer's clock {format_instant(c.t_ref)}"}
+            at = t
+        return 200, c.record(at, self.engine_config)
+
+
+__all__ = ["Scorer", "dead_letter", "AIOKafkaProducer", "asyncio"]
