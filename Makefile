@@ -14,7 +14,10 @@ $(BIN)/engagement: pyproject.toml
 venv: $(BIN)/engagement
 
 demo: venv
-	$(BIN)/engagement demo-replay $(DATA)
+	$(BIN)/engagement demo
+
+replay-demo: venv
+	$(BIN)/engagement replay $(DATA) --summary
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -51,6 +51,14 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"              # text | json
 
+    def __post_init__(self) -> None:
+        if not self.store.startswith("memory://"):
+            raise ValueError(
+                f"ENGAGEMENT_STORE={self.store!r} is not supported: the batched state writes need the "
+                "in-memory store (the changelog makes it durable); use memory://")
+        if self.partitions < 1:
+            raise ValueError("ENGAGEMENT_PARTITIONS must be at least 1")
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         values: dict[str, Any] = {}
