@@ -15,6 +15,7 @@ def main() -> int:
     p.add_argument("--out", default="bench-results.json")
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--stream-events", dest="stream_events", type=int, default=500_000)
     p.add_argument("--only", choices=["engine", "stream"], default=None)
     args = p.parse_args()
     results: dict[str, object] = {}
@@ -23,6 +24,10 @@ def main() -> int:
         print(orjson.dumps(results).decode(), file=sys.stderr)
         results.update(bench_online_retail())
         results.update(bench_memory(args.customers))
+    if args.only in (None, "stream"):
+        from bench.stream_bench import bench_stream
+
+        results.update(bench_stream(args.stream_events))
     data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     with open(args.out, "wb") as f:
         f.write(data + b"\n")

@@ -1,0 +1,182 @@
+"""Stream figures on the bundled broker, all on the same input topics in one run (issue #4).
+
+- raw_consume_events_per_s: a plain aiokafka `getmany` consumer over the input topics
+- faust_iterate_events_per_s: a bare Faust agent that only counts them
+- stream_events_per_s: one worker, first ingest output to last scored output (record timestamps)
+- latency_p50_ms / latency_p99_ms: produce -> record on engagement.scores at half that rate
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream_app.broker import EmbeddedBroker, free_port
+from stream_app.config import Settings
+from stream_app.engine.clock import SECOND, format_instant
+from stream_app.produce import produce_lines
+from stream_app.simulate import Simulator
+from stream_app.stream.kafka_io import client_options, ensure_topics, read_topic
+
+
+async def _consume_count(settings: Settings, topics: list[str], n: int) -> float:
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_bytes=52_428_800, max_partition_fetch_bytes=8_388_608,
+                                **client_options(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        t0 = time.perf_counter()
+        while got < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            got += sum(len(r) for r in batches.values())
+        return n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+async def _faust_iterate(settings: Settings, topics: list[str], n: int) -> float:
+    import faust
+
+    app = faust.App(f"bench-iter-{uuid.uuid4().hex[:6]}", broker=settings.broker, store="memory://",
+                    broker_session_timeout=2.0, broker_heartbeat_interval=0.5, web_enabled=False,
+                    autodiscover=False, consumer_auto_offset_reset="earliest", topic_partitions=settings.partitions)
+    src = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    done = asyncio.Event()
+    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+
+    @app.agent(src)
+    async def count(stream: Any) -> None:
+        async for _ in stream:
+            if state["count"] == 0:
+                state["t0"] = time.perf_counter()
+            state["count"] += 1
+            if state["count"] >= n:
+                state["t1"] = time.perf_counter()
+                done.set()
+
+    await app.start()
+    try:
+        await asyncio.wait_for(done.wait(), 600)
+    finally:
+        await app.stop()
+    return n / (state["t1"] - state["t0"])
+
+
+def _start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.to_env(), "ENGAGEMENT_WEB_PORT": str(free_port()),
+           "ENGAGEMENT_LOG_LEVEL": "warning"}
+    return subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+
+
+async def _wait_scored(settings: Settings, expected_applied: int, timeout: float) -> None:
+    """Until the KPI partials say every accepted event has been applied."""
+    deadline = time.monotonic() + timeout
+    topic = f"{settings.app_id}-kpi-partials"
+    while time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        parts = await read_topic(settings, topic, idle_ms=300, timeout_s=60)
+        latest: dict[int, Any] = {}
+        for rs in parts.values():
+            for r in rs:
+                doc = orjson.loads(r.value)
+                latest[doc["partition"]] = doc
+        # orders-only counts are in the partials; use the re-keyed topic length instead
+        ev = await read_topic(settings, settings.topic_events, idle_ms=300, timeout_s=60)
+        if sum(len(v) for v in ev.values()) >= expected_applied and latest:
+            return
+    raise TimeoutError("the worker did not finish in time")
+
+
+async def _drain_time(settings: Settings) -> tuple[int, int, dict[tuple[str, str], int]]:
+    """(first ingest output ms, last score output ms, (customer, as_of) -> score ms)."""
+    events = await read_topic(settings, settings.topic_events, idle_ms=500, timeout_s=300)
+    first = min(r.timestamp for rs in events.values() for r in rs)
+    scores = await read_topic(settings, settings.topic_scores, idle_ms=500, timeout_s=300)
+    last = max(r.timestamp for rs in scores.values() for r in rs)
+    by_key: dict[tuple[str, str], int] = {}
+    for rs in scores.values():
+        for r in rs:
+            rec = orjson.loads(r.value)
+            by_key.setdefault((rec["customer_id"], rec["as_of"]), r.timestamp)
+    return first, last, by_key
+
+
+async def bench_stream_async(n: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"stream_events": n}
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(broker=broker.url, partitions=4, standby_replicas=0, session_timeout_s=2.0,
+                            heartbeat_interval_s=0.5, app_id=f"bench-{uuid.uuid4().hex[:6]}",
+                            data_dir=os.path.join(tmp, "data"))
+        await ensure_topics(settings)
+        lines = list(Simulator(customers=20_000, seed=5, days=365).lines(n))
+        t0 = time.perf_counter()
+        await produce_lines(settings, lines)
+        results["produce_events_per_s"] = round(n / (time.perf_counter() - t0))
+        inputs = list(settings.input_topics.values())
+        results["raw_consume_events_per_s"] = round(await _consume_count(settings, inputs, n))
+        results["faust_iterate_events_per_s"] = round(await _faust_iterate(settings, inputs, n))
+
+        worker = _start_worker(settings, os.path.join(tmp, "worker.log"))
+        try:
+            await _wait_scored(settings, n, timeout=900)
+            # let the last batch's outputs land
+            await asyncio.sleep(3)
+            first, last, _ = await _drain_time(settings)
+            rate = n / max((last - first) / 1000, 1e-3)
+            results["stream_events_per_s"] = round(rate)
+            results["stream_vs_raw_consume"] = round(rate / results["raw_consume_events_per_s"], 4)
+            results["stream_vs_faust_iterate"] = round(rate / results["faust_iterate_events_per_s"], 3)
+
+            # latency at half the sustained rate: live events, produced with their wall-clock time
+            half = max(50.0, rate / 2)
+            m = int(half * 20)
+            sim = Simulator(customers=5_000, seed=9, prefix="lat")
+            now = int(time.time()) * SECOND
+            live = []
+            for ev in sim.events(m):
+                ev["occurred_at"] = format_instant(now)  # unique per customer below
+                live.append(ev)
+            sent_at: dict[tuple[str, str], float] = {}
+            stamped: list[bytes] = []
+            for i, ev in enumerate(live):
+                ev["occurred_at"] = format_instant(now + i)  # distinct instants: (customer, as_of) is unique
+                if ev.get("customer_id"):
+                    stamped.append(orjson.dumps(ev))
+            start = time.time()
+            await produce_lines(settings, stamped, rate=half)
+            for i, raw in enumerate(stamped):
+                ev = orjson.loads(raw)
+                sent_at[(ev["customer_id"], ev["occurred_at"])] = (start + i / half) * 1000
+            await asyncio.sleep(5)
+            _, _, by_key = await _drain_time(settings)
+            lat = sorted(by_key[k] - t for k, t in sent_at.items() if k in by_key)
+            if lat:
+                results["latency_rate_events_per_s"] = round(half)
+                results["latency_samples"] = len(lat)
+                results["latency_p50_ms"] = round(lat[len(lat) // 2], 1)
+                results["latency_p99_ms"] = round(lat[int(len(lat) * 0.99)], 1)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return results
+
+
+def bench_stream(n: int) -> dict[str, Any]:
+    return asyncio.run(bench_stream_async(n))
