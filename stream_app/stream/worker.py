@@ -74,8 +74,6 @@ class Scorer:
             autodiscover=False,
             web_in_thread=False,
         )
-        self.inputs = {short: app.topic(name, partitions=s.partitions, **RAW)
-                       for short, name in s.input_topics.items()}
         self.events = app.topic(s.topic_events, partitions=s.partitions, **RAW)
         self.state = app.Table("state", key_type=bytes, value_type=bytes, partitions=s.partitions)
         self.processors: dict[int, PartitionProcessor] = {}
@@ -120,8 +118,7 @@ class Scorer:
     # -- wiring ------------------------------------------------------------------------------
     def _register(self) -> None:
         app, s = self.app, self.settings
-        for short, topic in self.inputs.items():
-            app.agent(topic, name=f"ingest-{short}")(self._ingest_agent(short, topic.get_topic_name()))
+        app.task(self._ingest_loop)
         app.agent(self.events, name="score")(self._score_agent)
         self.state.on_recover(self._on_recover)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -131,35 +128,51 @@ class Scorer:
 
         register_views(self)
 
-    def _ingest_agent(self, short: str, topic_name: str) -> Any:
+    async def _ingest_loop(self) -> None:
+        """Validate and re-key the input topics with a plain aiokafka consumer group.
+
+        Ingest needs no table, so it skips Faust's per-event machinery (the throughput ceiling,
+        NOTES-broker.md): whole fetches are validated and sent as record batches, then committed.
+        """
         s = self.settings
+        short_of = {name: short for short, name in s.input_topics.items()}
+        consumer = AIOKafkaConsumer(
+            *short_of, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000), **client_options(s))
+        await consumer.start()
+        try:
+            producer = await self.producer()
+            while True:
+                batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size * 5)
+                if not batches:
+                    continue
+                sender = BatchSender(producer)
+                for tp, records in batches.items():
+                    self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
+                await sender.flush()
+                await consumer.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
+            self.fatal(exc)
+        finally:
+            await consumer.stop()
 
-        async def ingest(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_size, within=0.05):
-                try:
-                    await self.ingest_batch(short, topic_name, events)
-                except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
-                    self.fatal(exc)
-
-        ingest.__name__ = f"ingest_{short}"
-        return ingest
-
-    async def ingest_batch(self, short: str, topic_name: str, events: list[Any]) -> None:
+    def ingest_records(self, short: str, topic_name: str, partition: int, records: list[Any],
+                       sender: BatchSender) -> None:
         s = self.settings
-        sender = BatchSender(await self.producer())
-        for ev in events:
-            msg = ev.message
+        for msg in records:
             raw = msg.value if msg.value is not None else b""
             result = validate_bytes(raw, short, s.currency)
             if type(result) is Rejection:
-                sender.add(s.topic_dead_letter, msg.partition % s.partitions, msg.key,
-                           dead_letter(result, topic_name, msg.partition, msg.offset, raw))
+                sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
+                           dead_letter(result, topic_name, partition, msg.offset, raw))
                 self.counters[f"rejected:{result.reason}"] += 1
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
             sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
             self.counters["ingested"] += 1
-        await sender.flush()
 
     async def _score_agent(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.settings.batch_size, within=0.05):

@@ -1,0 +1,404 @@
+"""`engagement demo`: bundled broker + one worker + simulated shoppers, with a live view.
+
+What runs:
+
+- the embedded broker (Tansu) on a free loopback port, memory storage;
+- one worker subprocess (``python -m stream_app worker``) configured through ``ENGAGEMENT_*``
+  variables: the broker above, the short group timeouts the bundled broker needs, a free web port,
+  log level ``warning``, its output in a log file in a temporary directory;
+- the simulator producing endless live traffic (1 % bad lines) at ``rate`` events/s;
+- a view refreshed every second: events produced and scored, tier counts (last tier per customer
+  on the scores topic), the latest alerts and score records, and the store KPIs from the worker's
+  ``GET /kpis``. The view reads the output topics with a plain group-less consumer assigned to
+  every partition, from the beginning.
+
+"Events scored" is the sum of the latest ``events_total`` over the customers on the scores topic:
+the events applied to identified customers (guest orders without a customer id are not in it).
+
+On a terminal the view redraws in place; otherwise (a pipe, a file, a test) each refresh prints one
+compact block. The demo stops after ``duration`` seconds or at Ctrl-C: it stops the producer, sends
+SIGTERM to the worker (SIGKILL after 10 s; a second Ctrl-C kills at once), stops the broker, prints
+a one-line summary and returns 0 (1 when the broker or the worker failed). The demo ignores the
+caller's ``ENGAGEMENT_*`` variables: it always runs against its own broker with default settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from stream_app.broker import BrokerStartError, EmbeddedBroker, _set_parent_death_signal, free_port
+from stream_app.config import Settings
+from stream_app.engine.config import TIERS
+
+__all__ = ["run_demo"]
+
+REFRESH_S = 1.0
+WORKER_STOP_TIMEOUT_S = 10.0
+CLEAR = "\x1b[H\x1b[2J"
+
+
+@dataclass
+class DemoState:
+    """Everything the view shows; updated by the producer counter, the consumer and the KPI poller."""
+
+    started: float = field(default_factory=time.monotonic)
+    produced: int = 0
+    customers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (tier, events_total)
+    scored: int = 0
+    score_records: int = 0
+    tier_changes: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
+    latest_scores: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=6))
+    kpis: dict[str, Any] | None = None
+    worker_ready_after: float | None = None
+    first_score_after: float | None = None
+    # (elapsed, produced, scored) at the last refreshes: rates over a few seconds, as the worker
+    # publishes in batches
+    samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque([(0.0, 0, 0)], maxlen=6))
+    produce_rate: float = 0.0
+    score_rate: float = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def on_score(self, record: dict[str, Any]) -> None:
+        cid = record.get("customer_id")
+        if not isinstance(cid, str):
+            return
+        total = int(record.get("events_total") or 0)
+        _, before = self.customers.get(cid, ("", 0))
+        self.customers[cid] = (str(record.get("tier")), total)
+        self.scored += total - before
+        self.score_records += 1
+        self.latest_scores.append(record)
+        if self.first_score_after is None:
+            self.first_score_after = self.elapsed()
+
+    def sample(self) -> None:
+        now = self.elapsed()
+        t, p, s = self.samples[0]
+        dt = now - t
+        if dt > 0:
+            self.produce_rate = (self.produced - p) / dt
+            self.score_rate = max(0, self.scored - s) / dt
+        self.samples.append((now, self.produced, self.scored))
+
+    def tier_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(TIERS, 0)
+        for tier, _ in self.customers.values():
+            counts[tier] = counts.get(tier, 0) + 1
+        return counts
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+def _num(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{v * 100:.1f} %"
+    return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
+
+
+def _kpi_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("orders", _num(k.get("orders"))),
+        ("revenue", _num(k.get("revenue"))),
+        ("average order value", _num(k.get("average_order_value"))),
+        ("customers", _num(k.get("customers"))),
+        ("repeat purchase rate", _num(k.get("repeat_purchase_rate"), pct=True)),
+        ("purchase frequency", _num(k.get("purchase_frequency"))),
+        ("guest checkout rate", _num(k.get("guest_checkout_rate"), pct=True)),
+    ]
+
+
+def _status_line(st: DemoState) -> str:
+    return (f"produced {st.produced:,} ({st.produce_rate:,.0f}/s) | scored {st.scored:,} "
+            f"({st.score_rate:,.0f}/s) | tier changes {st.tier_changes:,} | alerts {st.alerts:,} | "
+            f"rejected {st.rejected:,}")
+
+
+def render_full(st: DemoState, header: str) -> str:
+    """The terminal view (redrawn in place)."""
+    lines = [f"engagement demo  {st.elapsed():5.0f}s   {header}   (Ctrl-C to stop)", "",
+             _status_line(st)]
+    if st.worker_ready_after is None:
+        lines.append("worker starting ...")
+    lines += ["", f"{'tier':<10} {'customers':>10} {'share':>8}"]
+    counts = st.tier_counts()
+    total = sum(counts.values()) or 1
+    for tier in TIERS:
+        n = counts.get(tier, 0)
+        lines.append(f"{tier:<10} {n:>10,} {n / total * 100:>6.1f} %")
+    lines += ["", "latest alerts"]
+    if not st.latest_alerts:
+        lines.append("  (none yet)")
+    for a in reversed(st.latest_alerts):
+        lines.append(f"  {str(a.get('type')):<18} {str(a.get('severity')):<7} "
+                     f"{str(a.get('customer_id')):<14} {a.get('at')}")
+    lines += ["", "latest scores"]
+    if not st.latest_scores:
+        lines.append("  (none yet)")
+    for r in reversed(st.latest_scores):
+        lines.append(f"  {str(r.get('customer_id')):<14} {float(r.get('score') or 0):>9.2f}  {r.get('tier')}")
+    lines += [""]
+    if st.kpis is None:
+        lines.append("store KPIs: waiting for the worker ...")
+    else:
+        lines.append(f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})")
+        for name, value in _kpi_pairs(st.kpis):
+            lines.append(f"  {name:<22} {value:>14}")
+    return "\n".join(lines)
+
+
+def render_compact(st: DemoState) -> str:
+    """One block per refresh for pipes and files."""
+    counts = st.tier_counts()
+    total = sum(counts.values()) or 1
+    tiers = " | ".join(f"{t} {counts.get(t, 0):,} ({counts.get(t, 0) / total * 100:.1f} %)" for t in TIERS)
+    lines = [f"[{st.elapsed():5.1f}s] {_status_line(st)}", f"  tiers: {tiers}"]
+    if st.latest_alerts:
+        lines.append("  alerts: " + "; ".join(
+            f"{a.get('type')}/{a.get('severity')} {a.get('customer_id')} {a.get('at')}"
+            for a in reversed(st.latest_alerts)))
+    if st.latest_scores:
+        lines.append("  scores: " + "; ".join(
+            f"{r.get('customer_id')} {float(r.get('score') or 0):.2f} {r.get('tier')}"
+            for r in itertools.islice(reversed(st.latest_scores), 3)))
+    if st.kpis is None:
+        lines.append("  kpis: waiting for the worker")
+    else:
+        lines.append("  kpis: " + " | ".join(f"{n} {v}" for n, v in _kpi_pairs(st.kpis)))
+    return "\n".join(lines)
+
+
+# -- the async part ------------------------------------------------------------------------------
+
+def _counted(lines: Iterable[bytes], st: DemoState) -> Iterator[bytes]:
+    for line in lines:
+        st.produced += 1
+        yield line
+
+
+async def _produce(settings: Settings, customers: int, rate: float, st: DemoState) -> None:
+    from stream_app.produce import produce_lines
+    from stream_app.simulate import Simulator, live_lines
+
+    lines = _counted(live_lines(Simulator(customers=customers, bad_rate=0.01)), st)
+    await produce_lines(settings, lines, rate=rate)
+
+
+async def _consume(settings: Settings, st: DemoState) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream_app.stream.kafka_io import client_options
+
+    topics = (settings.topic_scores, settings.topic_tier_changes, settings.topic_alerts,
+              settings.topic_dead_letter)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                **client_options(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while True:
+            batches = await consumer.getmany(timeout_ms=250, max_records=5000)
+            for tp, records in batches.items():
+                for rec in records:
+                    if tp.topic == settings.topic_dead_letter:
+                        st.rejected += 1
+                        continue
+                    try:
+                        doc = orjson.loads(rec.value)
+                    except (orjson.JSONDecodeError, TypeError):
+                        continue
+                    if not isinstance(doc, dict):
+                        continue
+                    if tp.topic == settings.topic_scores:
+                        st.on_score(doc)
+                    elif tp.topic == settings.topic_tier_changes:
+                        st.tier_changes += 1
+                    else:
+                        st.alerts += 1
+                        st.latest_alerts.append(doc)
+    finally:
+        await consumer.stop()
+
+
+async def _poll_kpis(web_url: str, st: DemoState) -> None:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            try:
+                async with session.get(f"{web_url}/kpis") as resp:
+                    if resp.status == 200:
+                        st.kpis = orjson.loads(await resp.read())
+                        if st.worker_ready_after is None:
+                            st.worker_ready_after = st.elapsed()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError):
+                pass
+            await asyncio.sleep(REFRESH_S if st.worker_ready_after is not None else 0.3)
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[bytes], web_url: str,
+                duration: float | None, customers: int, rate: float, out: TextIO, tty: bool,
+                header: str) -> None:
+    tasks = [asyncio.create_task(coro) for coro in (
+        _produce(settings, customers, rate, st), _consume(settings, st), _poll_kpis(web_url, st))]
+    try:
+        deadline = None if duration is None else st.started + duration
+        next_tick = time.monotonic() + REFRESH_S
+        while True:
+            for t in tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if worker.poll() is not None:
+                raise WorkerDied(f"worker exited with code {worker.returncode}")
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wake = next_tick if deadline is None else min(next_tick, deadline)
+            await asyncio.sleep(max(0.0, min(wake - now, 0.25)))
+            if time.monotonic() >= next_tick:
+                next_tick += REFRESH_S
+                st.sample()
+                if tty:
+                    out.write(CLEAR + render_full(st, header) + "\n")
+                else:
+                    out.write(render_compact(st) + "\n")
+                out.flush()
+    finally:
+        for t in tasks:
+            t.cancel()
+        # Let them run their cleanup (producer.stop(), consumer.stop(), session close).
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            # Own session: a Ctrl-C in the terminal reaches only us, and we stop the worker in
+            # order (producer first, broker last). It dies with us if we are killed.
+            start_new_session=True,
+            preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
+        )
+
+
+def _stop_worker(proc: subprocess.Popen[bytes], force: list[bool]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+        while proc.poll() is None and time.monotonic() < deadline and not force[0]:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+    proc.wait()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_bytes()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def run_demo(duration: float | None, customers: int, rate: float) -> int:
+    out = sys.stdout
+    tty = out.isatty()
+    st = DemoState()
+    tmp = Path(tempfile.mkdtemp(prefix="engagement-demo-"))
+    worker_log = tmp / "worker.log"
+    # Library warnings (aiokafka reconnects, ...) go to a file, not across the view.
+    logging.basicConfig(filename=str(tmp / "demo.log"), level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    broker = EmbeddedBroker(log_dir=tmp / "broker")
+    worker: subprocess.Popen[bytes] | None = None
+    failure: str | None = None
+    interrupted = False
+    try:
+        broker.start()
+        web_port = free_port()
+        settings = Settings(broker=broker.url, app_id="engagement-demo", standby_replicas=0,
+                            data_dir=str(tmp / "data"), web_port=web_port, session_timeout_s=2.0,
+                            heartbeat_interval_s=0.5, kpi_interval_s=2.0, log_level="warning")
+        from stream_app.stream.kafka_io import ensure_topics
+
+        asyncio.run(ensure_topics(settings))
+        worker = _start_worker(settings, worker_log)
+        web_url = f"http://{settings.web_host}:{web_port}"
+        broker_pid = getattr(getattr(broker, "_proc", None), "pid", None)
+        header = f"broker {broker.url} (pid {broker_pid})  worker {web_url} (pid {worker.pid})"
+        print(f"demo: {header}; worker log {worker_log}", file=out, flush=True)
+        asyncio.run(_live(settings, st, worker, web_url, duration, customers, rate, out, tty, header))
+    except KeyboardInterrupt:
+        interrupted = True
+    except WorkerDied as exc:
+        failure = f"{exc}\n--- {worker_log} (tail) ---\n{_tail(worker_log)}"
+    except BrokerStartError as exc:
+        failure = f"the bundled broker did not start: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported below, after everything is stopped
+        failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        # A second Ctrl-C while stopping kills the worker at once instead of a traceback.
+        force = [False]
+
+        def _on_sigint(signum: int, frame: Any) -> None:
+            force[0] = True
+
+        old = signal.signal(signal.SIGINT, _on_sigint)
+        try:
+            if tty:
+                out.write("\nstopping ...\n")
+                out.flush()
+            if worker is not None:
+                _stop_worker(worker, force)
+            broker.stop()
+        finally:
+            signal.signal(signal.SIGINT, old)
+    elapsed = st.elapsed()
+    first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
+    ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
+    print(f"demo: {'interrupted' if interrupted else 'stopped'} after {elapsed:.1f}s: produced "
+          f"{st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} customers, "
+          f"{st.tier_changes:,} tier changes, {st.alerts:,} alerts, {st.rejected:,} rejected; "
+          f"worker ready after {ready}, first score after {first}; worker and broker stopped",
+          file=out, flush=True)
+    if failure is not None:
+        print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)
+        print(f"engagement demo: logs kept in {tmp}", file=sys.stderr, flush=True)
+        return 1
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
