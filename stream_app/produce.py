@@ -35,10 +35,13 @@ def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
 
 
 def _key(obj: object) -> bytes | None:
+    """customer_id, else order_id (anonymous guest orders), as the scorer re-keys them: one key's
+    events then stay in order in one input partition."""
     if isinstance(obj, dict):
-        cid = obj.get("customer_id")
-        if isinstance(cid, str) and cid:
-            return cid.encode()
+        for field in ("customer_id", "order_id"):
+            value = obj.get(field)
+            if isinstance(value, str) and value:
+                return value.encode()
     return None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from stream_app.engine import Customer, EngineConfig, Unit
+from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
 from stream_app.engine.events import Event
 from stream_app.replay import decode_line
 from stream_app.validation import Rejection
@@ -49,6 +49,10 @@ class PartitionBatch:
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    #: (short topic, "applied" | "duplicate") -> count
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: occurred_at (µs) of the applied events, for the event-lag histogram
+    applied_at: list[int] = field(default_factory=list)
     skipped: int = 0
     kpis_changed: bool = False
 
@@ -61,6 +65,9 @@ class PartitionProcessor:
         self.offset = offset  # last applied offset of the re-keyed topic partition
         self.topic_names = topic_names
         unit.id_log = []
+        self.tier_counts: dict[str, int] = {t: 0 for t in TIERS}
+        for c in unit.customers.values():
+            self.tier_counts[TIERS[c.tier]] += 1
 
     @classmethod
     def restore(cls, partition: int, records: dict[bytes, bytes], config: EngineConfig,
@@ -96,11 +103,18 @@ class PartitionProcessor:
                 # Only a producer writing straight to the re-keyed topic can cause this.
                 out.rejected.append((offset, ev, value or b""))
                 continue
-            unit.offer(ev)  # type: ignore[arg-type]
+            outcome = unit.offer(ev)  # type: ignore[arg-type]
+            key = (ev.topic, outcome)  # type: ignore[union-attr]
+            out.outcomes[key] = out.outcomes.get(key, 0) + 1
+            if outcome == APPLIED:
+                out.applied_at.append(ev.occurred_at)  # type: ignore[union-attr]
         out.applied = unit.applied - before[0]
         out.duplicates = unit.duplicates - before[1]
         tier_changes, alerts, changed = unit.drain()
         for tc in tier_changes:
+            if tc["from_tier"] is not None:
+                self.tier_counts[tc["from_tier"]] -= 1
+            self.tier_counts[tc["to_tier"]] += 1
             out.tier_changes.append((tc["customer_id"], orjson.dumps(tc)))
         for a in alerts:
             out.alerts.append((a["customer_id"], orjson.dumps(a)))

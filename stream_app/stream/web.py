@@ -59,7 +59,15 @@ def register_views(scorer: Scorer) -> None:
                 return reply(self, 200, {"status": "ready", "partitions": sorted(scorer.processors)})
             return reply(self, 503, {"status": "recovering"})
 
-    _ = (CustomerView, KpiView, HealthView, ReadyView)
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            scorer.update_tier_gauges()
+            return self.bytes(generate_latest(scorer.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    _ = (CustomerView, KpiView, HealthView, ReadyView, MetricsView)
 
 
 def owner_url(scorer: Scorer, partition: int) -> str | None:

@@ -24,8 +24,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP
 
 from stream_app.config import Settings
-from stream_app.engine import KpiPartial
+from stream_app.engine import TIERS, KpiPartial
 from stream_app.engine.clock import format_instant, parse_rfc3339
+from stream_app.stream.metrics import Metrics
 from stream_app.stream.kafka_io import BatchSender, client_options, kpi_partials_topic, partition_for
 from stream_app.stream.processor import PartitionProcessor, parse_state_key, wrap_event
 from stream_app.validation import Rejection, validate_bytes
@@ -82,6 +83,7 @@ class Scorer:
         self.kpi_published = (-1, 0.0)
         self.ready = False
         self.counters: dict[str, int] = defaultdict(int)
+        self.metrics = Metrics()
         self._producer: AIOKafkaProducer | None = None
         self._register()
 
@@ -122,6 +124,7 @@ class Scorer:
         app.agent(self.events, name="score")(self._score_agent)
         self.state.on_recover(self._on_recover)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
         app.task(self._kpi_reader)
         app.timer(interval=1.0)(self._kpi_publisher)
         from stream_app.stream.web import register_views
@@ -147,11 +150,18 @@ class Scorer:
                 batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size * 5)
                 if not batches:
                     continue
+                t0 = time.perf_counter()
                 sender = BatchSender(producer)
                 for tp, records in batches.items():
                     self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
                 await sender.flush()
                 await consumer.commit()
+                self.metrics.batch_duration.labels(stage="ingest").observe(time.perf_counter() - t0)
+                for tp, records in batches.items():
+                    hw = consumer.highwater(tp)
+                    if hw is not None and records:
+                        self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                            max(0, hw - records[-1].offset - 1))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
@@ -169,6 +179,8 @@ class Scorer:
                 sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
                            dead_letter(result, topic_name, partition, msg.offset, raw))
                 self.counters[f"rejected:{result.reason}"] += 1
+                self.metrics.events.labels(topic=short, outcome="rejected").inc()
+                self.metrics.dead_letters.labels(reason=result.reason).inc()
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
             sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
@@ -183,6 +195,7 @@ class Scorer:
 
     async def score_batch(self, events: list[Any]) -> None:
         s = self.settings
+        t0 = time.perf_counter()
         by_partition: dict[int, list[tuple[int, bytes | None]]] = defaultdict(list)
         for ev in events:
             by_partition[ev.message.partition].append((ev.message.offset, ev.message.value))
@@ -208,12 +221,54 @@ class Scorer:
                 outputs.add(partials, 0, str(p).encode(), proc.kpi_partial_record())
             state.extend(changelog, p, out.state)
             self._store(p, out.state)
+            self._record(p, proc, out)
             self.counters["applied"] += out.applied
             self.counters["duplicates"] += out.duplicates
             self.counters["tier_changes"] += len(out.tier_changes)
             self.counters["alerts"] += len(out.alerts)
         await outputs.flush()
         await state.flush()
+        self._observe(by_partition, t0)
+
+    def _record(self, p: int, proc: PartitionProcessor, out: Any) -> None:
+        m = self.metrics
+        for (topic, outcome), n in out.outcomes.items():
+            m.events.labels(topic=topic, outcome=outcome).inc(n)
+        for _, rejection, _ in out.rejected:
+            m.events.labels(topic="events", outcome="rejected").inc()
+            m.dead_letters.labels(reason=rejection.reason).inc()
+        if out.applied_at:
+            now_us = time.time() * 1_000_000
+            for at in out.applied_at:
+                m.event_lag.observe((now_us - at) / 1_000_000)
+        for tc in out.tier_changes:
+            d = orjson.loads(tc[1])
+            m.tier_changes.labels(from_tier=d["from_tier"] or "none", to_tier=d["to_tier"], reason=d["reason"]).inc()
+        for a in out.alerts:
+            d = orjson.loads(a[1])
+            m.alerts.labels(type=d["type"], severity=d["severity"]).inc()
+        wm = proc.unit.watermark
+        if wm is not None:
+            m.watermark.labels(partition=str(p)).set(wm / 1_000_000)
+
+    def _observe(self, by_partition: dict[int, Any], t0: float) -> None:
+        m = self.metrics
+        m.batch_duration.labels(stage="score").observe(time.perf_counter() - t0)
+        for p in by_partition:
+            hw = self.app.consumer.highwater(TP(self.settings.topic_events, p))
+            proc = self.processors.get(p)
+            if hw is not None and proc is not None:
+                m.consumer_lag.labels(topic=self.settings.topic_events, partition=str(p)).set(
+                    max(0, hw - proc.offset - 1))
+        self.update_tier_gauges()
+
+    def update_tier_gauges(self) -> None:
+        totals: dict[str, int] = defaultdict(int)
+        for proc in self.processors.values():
+            for tier, n in proc.tier_counts.items():
+                totals[tier] += n
+        for tier in TIERS:
+            self.metrics.customers.labels(tier=tier).set(totals[tier])
 
     def _store(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
         """Mirror our own changelog writes into the table's local store."""
@@ -253,6 +308,16 @@ class Scorer:
             for p in actives:
                 self.processor(p)
             self.ready = True
+            m = self.metrics
+            m.recovering.set(0)
+            m.ready.set(1)
+            m.recovery_duration.set(time.monotonic() - t0)
+            m.recovery_partitions.set(len(actives))
+            m.watermark.clear()
+            for p, proc in self.processors.items():
+                if proc.unit.watermark is not None:
+                    m.watermark.labels(partition=str(p)).set(proc.unit.watermark / 1_000_000)
+            self.update_tier_gauges()
             log.info("recovered %d partitions in %.2fs (%d tail records re-read)", len(actives),
                      time.monotonic() - t0, repaired)
         except Exception as exc:  # noqa: BLE001 - Faust would swallow it
@@ -291,6 +356,11 @@ class Scorer:
         finally:
             await consumer.stop()
         return n
+
+    async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
+        self.metrics.rebalances.inc()
+        self.metrics.recovering.set(1)
+        log.info("partitions assigned: %d topic partitions", len(assigned))
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
@@ -332,15 +402,19 @@ class Scorer:
         return TP(self.changelog_topic, 0) in self.app.assignor.assigned_actives()
 
     async def _kpi_publisher(self) -> None:
-        if not self.ready or not self.is_kpi_leader() or not self.kpi_partials:
+        if not self.ready or not self.kpi_partials:
+            return
+        if not self.is_kpi_leader():
+            self.metrics.set_kpis(None)  # exported once across the group: by the leader
             return
         version, last = self.kpi_published
         now = time.monotonic()
         if version == self.kpi_version and now - last < self.settings.kpi_interval_s:
             return
+        doc = self.kpi_document()
+        self.metrics.set_kpis(doc)
         producer = await self.producer()
-        await producer.send_and_wait(self.settings.topic_kpis, orjson.dumps(self.kpi_document()),
-                                     key=b"store", partition=0)
+        await producer.send_and_wait(self.settings.topic_kpis, orjson.dumps(doc), key=b"store", partition=0)
         self.kpi_published = (self.kpi_version, now)
 
     # -- reading -------------------------------------------------------------------------------

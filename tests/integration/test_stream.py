@@ -13,7 +13,9 @@ from stream_app.broker import EmbeddedBroker
 from stream_app.engine.clock import parse_rfc3339
 from stream_app.produce import produce_lines
 from stream_app.replay import replay_lines
+from stream_app.audit import expected_outputs
 from stream_app.simulate import Simulator
+from stream_app.stream.kafka_io import read_topic
 
 from tests.integration.stream_helpers import WorkerProcess, dead_letter_reasons, isolated_settings, wait_for_audit
 
@@ -31,9 +33,30 @@ def workload() -> list[bytes]:
     step = max(1, len(retail) // len(synthetic))
     for i, line in enumerate(retail):
         out.append(line)
+        if i % 997 == 0:
+            out.append(line)  # a producer retry: an exact duplicate right behind the original
         if i % step == 0 and synthetic:
             out.append(synthetic.pop(0))
     return out + synthetic
+
+
+class Scrape:
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(s.value for s in self.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def scrape(worker: WorkerProcess) -> Scrape:
+    import urllib.request
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return Scrape(resp.read().decode())
 
 
 def close(a: object, b: object) -> bool:
@@ -75,5 +98,19 @@ def test_stream_matches_replay_and_dead_letters(broker: EmbeddedBroker, tmp_path
         status, later = worker.get(f"/customers/{cid}?as_of=2030-01-01T00:00:00Z")
         assert status == 200 and later["score"] < record["score"]
         assert worker.get("/healthz") == (200, {"status": "ok"})
+
+        scraped = scrape(worker)
+        counts = expected["counts"]
+        assert scraped.total("engagement_events_total", outcome="applied") == counts["applied"]
+        assert scraped.total("engagement_events_total", outcome="duplicate") == counts["duplicates"] > 0
+        assert scraped.total("engagement_events_total", outcome="rejected") == counts["rejected"]
+        for reason, n in Counter(d["reason"] for d in expected["dead_letters"]).items():
+            assert scraped.total("engagement_dead_letters_total", reason=reason) == n
+        per_partition = expected_outputs(settings, asyncio.run(read_topic(settings, settings.topic_events)))
+        assert scraped.total("engagement_tier_changes_total") == sum(map(len, per_partition["tier_changes"].values()))
+        assert scraped.total("engagement_alerts_total") == sum(map(len, per_partition["alerts"].values()))
+        assert scraped.total("engagement_customers") == len(per_partition["records"])
+        assert scraped.total("engagement_store_kpi", kpi="orders") == expected["kpis"]["orders"]
+        assert scraped.total("engagement_ready") == 1
     finally:
         worker.stop()

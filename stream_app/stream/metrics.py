@@ -1,0 +1,77 @@
+"""Prometheus metrics of a worker (served at /metrics on its web port).
+
+Naming follows Prometheus conventions: `engagement_` prefix, base units (`_seconds`), counters end
+in `_total`, and every label has a small fixed set of values (never a customer id).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import stream_app
+
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800)
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+KPI_FIELDS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers",
+              "guest_checkout_rate", "average_order_value", "purchase_frequency", "repeat_purchase_rate")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.events = Counter("engagement_events_total", "Input events by topic and outcome",
+                              ["topic", "outcome"], registry=r)
+        self.dead_letters = Counter("engagement_dead_letters_total", "Dead letters by reason",
+                                    ["reason"], registry=r)
+        self.event_lag = Histogram("engagement_event_lag_seconds",
+                                   "Wall clock minus occurred_at when an event is applied",
+                                   buckets=LAG_BUCKETS, registry=r)
+        self.batch_duration = Histogram("engagement_batch_duration_seconds",
+                                         "Time to process one batch", ["stage"],
+                                         buckets=BATCH_BUCKETS, registry=r)
+        self.watermark = Gauge("engagement_watermark_seconds",
+                               "Event-time watermark of each owned partition (Unix seconds)",
+                               ["partition"], registry=r)
+        self.consumer_lag = Gauge("engagement_consumer_lag_messages",
+                                  "High-water mark minus position per topic partition",
+                                  ["topic", "partition"], registry=r)
+        self.customers = Gauge("engagement_customers", "Customers per tier in owned partitions",
+                               ["tier"], registry=r)
+        self.tier_changes = Counter("engagement_tier_changes_total", "Tier changes",
+                                    ["from_tier", "to_tier", "reason"], registry=r)
+        self.alerts = Counter("engagement_alerts_total", "Alerts raised", ["type", "severity"], registry=r)
+        self.kpi = Gauge("engagement_store_kpi",
+                         "Store KPIs over the 365-day window (exported by the KPI leader only)",
+                         ["kpi"], registry=r)
+        self.rebalances = Counter("engagement_rebalances_total", "Partition assignments received", registry=r)
+        self.recovery_duration = Gauge("engagement_recovery_duration_seconds",
+                                       "Duration of the last state recovery", registry=r)
+        self.recovery_partitions = Gauge("engagement_recovery_partitions",
+                                         "Partitions recovered in the last recovery", registry=r)
+        self.recovering = Gauge("engagement_recovering", "1 while state is being recovered", registry=r)
+        self.ready = Gauge("engagement_ready", "1 when the worker serves and scores", registry=r)
+        self.build_info = Gauge("engagement_build_info", "Build information", ["version", "python"], registry=r)
+        self.build_info.labels(version=stream_app.__version__, python=platform.python_version()).set(1)
+
+    def set_kpis(self, doc: dict[str, object] | None) -> None:
+        """Leader: the store KPIs; other workers: none (so the group exports them once)."""
+        if doc is None:
+            self.kpi.clear()
+            return
+        for name in KPI_FIELDS:
+            value = doc.get(name)
+            if value is None:
+                self.kpi.remove(name) if (name,) in self.kpi._metrics else None  # noqa: SLF001
+            else:
+                self.kpi.labels(kpi=name).set(float(value))  # type: ignore[arg-type]
+
+
+METRIC_NAMES: tuple[str, ...] = (
+    "engagement_events_total", "engagement_dead_letters_total", "engagement_event_lag_seconds",
+    "engagement_batch_duration_seconds", "engagement_watermark_seconds", "engagement_consumer_lag_messages",
+    "engagement_customers", "engagement_tier_changes_total", "engagement_alerts_total", "engagement_store_kpi",
+    "engagement_rebalances_total", "engagement_recovery_duration_seconds", "engagement_recovery_partitions",
+    "engagement_recovering", "engagement_ready", "engagement_build_info",
+)
