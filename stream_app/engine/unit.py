@@ -60,6 +60,7 @@ class Unit:
         self._due_before = 0
         self._forget_at = 0
         self._promote_at = tuple(cfg.tier_bounds[1:]) + (math.inf,)
+        self._decay = -LN2 / cfg.half_life  # S(T) = S(t)·exp((T − t)·_decay)
 
     # -- the one entry point -------------------------------------------------------------------
     def offer(self, ev: Event) -> str:
@@ -160,9 +161,9 @@ class Unit:
             c = self.customers[cid] = Customer(cid, t)
             c.s_ref = w
         elif t <= c.t_ref:
-            c.s_ref += w * math.exp(-(c.t_ref - t) / cfg.half_life * LN2)
+            c.s_ref += w * math.exp((c.t_ref - t) * self._decay)
         else:
-            c.s_ref = c.s_ref * math.exp(-(t - c.t_ref) / cfg.half_life * LN2) + w
+            c.s_ref = c.s_ref * math.exp((t - c.t_ref) * self._decay) + w
             c.t_ref = t
             c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
         c.events_total += 1
@@ -211,7 +212,8 @@ class Unit:
 
         if etype == REVIEW or etype == SURVEY_RESPONSE:
             self._feedback(c, ev)
-        self._reschedule(c, self.watermark)  # type: ignore[arg-type]
+        if c.tier >= SILVER or c.due_day >= 0:
+            self._reschedule(c, self.watermark)  # type: ignore[arg-type]
         self.changed.add(cid)
 
     def _top_order_day(self, c: Customer, day: int) -> None:
