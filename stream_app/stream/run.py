@@ -22,6 +22,11 @@ def run_worker(settings: Settings) -> int:
     from stream_app.stream.worker import Scorer
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.log_format == "json":
+        from stream_app.logs import JsonFormatter
+
+        for handler in logging.root.handlers:
+            handler.setFormatter(JsonFormatter())
     broker = None
     if not settings.broker:
         broker = EmbeddedBroker()
@@ -34,7 +39,10 @@ def run_worker(settings: Settings) -> int:
             log.info("created %d topics", len(created))
         asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run left none for Faust
         scorer = Scorer(settings)
-        worker = faust.Worker(scorer.app, loglevel=settings.log_level, quiet=True)
+        from stream_app.logs import logging_config
+
+        worker = faust.Worker(scorer.app, loglevel=settings.log_level, quiet=True,
+                              logging_config=logging_config(settings.log_level, settings.log_format))
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)

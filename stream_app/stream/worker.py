@@ -152,8 +152,13 @@ class Scorer:
                     continue
                 t0 = time.perf_counter()
                 sender = BatchSender(producer)
+                rejected_before = self.counters["rejected"]
                 for tp, records in batches.items():
                     self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
+                burst = self.counters["rejected"] - rejected_before
+                if burst:
+                    log.warning("dead-lettered %d of %d messages in one batch", burst,
+                                sum(len(r) for r in batches.values()))
                 await sender.flush()
                 await consumer.commit()
                 self.metrics.batch_duration.labels(stage="ingest").observe(time.perf_counter() - t0)
@@ -179,6 +184,7 @@ class Scorer:
                 sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
                            dead_letter(result, topic_name, partition, msg.offset, raw))
                 self.counters[f"rejected:{result.reason}"] += 1
+                self.counters["rejected"] += 1
                 self.metrics.events.labels(topic=short, outcome="rejected").inc()
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
                 continue

@@ -1,0 +1,32 @@
+"""JSON log lines: one object per line, level and logger, exceptions included."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from stream_app.logs import JsonFormatter, logging_config
+
+
+def test_json_formatter_writes_one_object_per_record() -> None:
+    rec = logging.LogRecord("stream_app.worker", logging.INFO, __file__, 1, "recovered %d partitions", (4,), None)
+    doc = orjson.loads(JsonFormatter().format(rec))
+    assert doc["level"] == "info" and doc["logger"] == "stream_app.worker"
+    assert doc["message"] == "recovered 4 partitions" and doc["ts"].endswith("+00:00")
+
+
+def test_json_formatter_includes_exceptions() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert "ValueError: boom" in orjson.loads(JsonFormatter().format(rec))["exc"]
+
+
+def test_text_format_leaves_faust_logging_alone() -> None:
+    assert logging_config("info", "text") is None
+    cfg = logging_config("warning", "json")
+    assert cfg is not None and cfg["root"]["level"] == "WARNING"
