@@ -14,6 +14,7 @@ from stream_app.engine.clock import parse_rfc3339
 from stream_app.produce import produce_lines
 from stream_app.replay import replay_lines
 from stream_app.audit import expected_outputs
+from tests.unit.test_schemas import _validator
 from stream_app.simulate import Simulator
 from stream_app.stream.kafka_io import read_topic
 
@@ -91,6 +92,12 @@ def test_stream_matches_replay_and_dead_letters(broker: EmbeddedBroker, tmp_path
         cid = "uci-17850"
         status, record = worker.get(f"/customers/{cid}")
         assert status == 200 and record["customer_id"] == cid
+        _validator("customer_record").validate(record)
+        _validator("kpis").validate(kpis)
+        for path in ("/customers/nobody", f"/customers/{cid}?as_of=2000-01-01T00:00:00Z",
+                     f"/customers/{cid}?as_of=soon"):
+            _validator("http_error").validate(worker.get(path)[1])
+        _validator("http_ready").validate(worker.get("/readyz")[1])
         replayed = replay_lines(lines, as_of=None)["customers"][cid]
         assert record["events_total"] == replayed["events_total"]
         assert worker.get("/customers/nobody")[0] == 404
