@@ -47,12 +47,13 @@ async def _consume_count(settings: Settings, topics: list[str], n: int) -> float
         await consumer.stop()
 
 
-async def _faust_iterate(settings: Settings, topics: list[str], n: int) -> float:
+async def _faust_iterate(settings: Settings, topics: list[str], n: int, datadir: str) -> float:
     import faust
 
     app = faust.App(f"bench-iter-{uuid.uuid4().hex[:6]}", broker=settings.broker, store="memory://",
                     broker_session_timeout=2.0, broker_heartbeat_interval=0.5, web_enabled=False,
-                    autodiscover=False, consumer_auto_offset_reset="earliest", topic_partitions=settings.partitions)
+                    autodiscover=False, consumer_auto_offset_reset="earliest", topic_partitions=settings.partitions,
+                    datadir=datadir)
     src = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     done = asyncio.Event()
     state = {"count": 0, "t0": 0.0, "t1": 0.0}
@@ -128,7 +129,7 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
         results["produce_events_per_s"] = round(n / (time.perf_counter() - t0))
         inputs = list(settings.input_topics.values())
         results["raw_consume_events_per_s"] = round(await _consume_count(settings, inputs, n))
-        results["faust_iterate_events_per_s"] = round(await _faust_iterate(settings, inputs, n))
+        results["faust_iterate_events_per_s"] = round(await _faust_iterate(settings, inputs, n, os.path.join(tmp, "iter")))
 
         worker = _start_worker(settings, os.path.join(tmp, "worker.log"))
         try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from pathlib import Path
 
 import faust
 import pytest
@@ -84,7 +85,7 @@ async def test_aiokafka_round_trip_over_four_partitions(broker: EmbeddedBroker) 
     assert partitions == {0, 1, 2, 3}
 
 
-async def test_faust_group_by_into_table(broker: EmbeddedBroker) -> None:
+async def test_faust_group_by_into_table(broker: EmbeddedBroker, tmp_path: Path) -> None:
     """A Faust worker (run in this event loop) re-keys with group_by and counts in a table.
 
     Uses the short group timings that make Tansu's JoinGroup answer fast (see
@@ -107,6 +108,7 @@ async def test_faust_group_by_into_table(broker: EmbeddedBroker) -> None:
     app = faust.App(
         _name("faust-it"),
         broker=broker.url,
+        datadir=str(tmp_path),
         store="memory://",
         topic_partitions=4,
         broker_session_timeout=2.0,
