@@ -30,3 +30,14 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) bench-results.json .pytest_cache .hypothesis
+
+.PHONY: test-ops
+PROMTOOL ?= promtool
+
+# Deployment artifacts: Prometheus config, alert rules and their unit tests (promtool), then the
+# Dockerfile / compose / Grafana / Kubernetes cross-checks. Needs promtool (Debian: apt-get install prometheus).
+test-ops: venv
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PROMTOOL) check rules deploy/prometheus/rules.yml
+	$(PROMTOOL) test rules deploy/prometheus/rules_test.yml
+	$(BIN)/python -m pytest -q tests/ops

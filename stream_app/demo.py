@@ -76,6 +76,7 @@ class DemoState:
     samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque([(0.0, 0, 0)], maxlen=6))
     produce_rate: float = 0.0
     score_rate: float = 0.0
+    interrupted: bool = False  # Ctrl-C or SIGTERM
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -271,10 +272,14 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
                 header: str) -> None:
     tasks = [asyncio.create_task(coro) for coro in (
         _produce(settings, customers, rate, st), _consume(settings, st), _poll_kpis(web_url, st))]
+    # SIGTERM (kill, a service manager) stops the demo like Ctrl-C does; asyncio.run handles SIGINT.
+    loop = asyncio.get_running_loop()
+    terminated = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, terminated.set)
     try:
         deadline = None if duration is None else st.started + duration
         next_tick = time.monotonic() + REFRESH_S
-        while True:
+        while not terminated.is_set():
             for t in tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
@@ -282,7 +287,7 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
                 raise WorkerDied(f"worker exited with code {worker.returncode}")
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                break
+                return
             wake = next_tick if deadline is None else min(next_tick, deadline)
             await asyncio.sleep(max(0.0, min(wake - now, 0.25)))
             if time.monotonic() >= next_tick:
@@ -293,7 +298,9 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
                 else:
                     out.write(render_compact(st) + "\n")
                 out.flush()
+        st.interrupted = True
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         for t in tasks:
             t.cancel()
         # Let them run their cleanup (producer.stop(), consumer.stop(), session close).
@@ -345,7 +352,6 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     broker = EmbeddedBroker(log_dir=tmp / "broker")
     worker: subprocess.Popen[bytes] | None = None
     failure: str | None = None
-    interrupted = False
     try:
         broker.start()
         web_port = free_port()
@@ -362,7 +368,7 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         print(f"demo: {header}; worker log {worker_log}", file=out, flush=True)
         asyncio.run(_live(settings, st, worker, web_url, duration, customers, rate, out, tty, header))
     except KeyboardInterrupt:
-        interrupted = True
+        st.interrupted = True
     except WorkerDied as exc:
         failure = f"{exc}\n--- {worker_log} (tail) ---\n{_tail(worker_log)}"
     except BrokerStartError as exc:
@@ -389,7 +395,7 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     elapsed = st.elapsed()
     first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
     ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
-    print(f"demo: {'interrupted' if interrupted else 'stopped'} after {elapsed:.1f}s: produced "
+    print(f"demo: {'interrupted' if st.interrupted else 'stopped'} after {elapsed:.1f}s: produced "
           f"{st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} customers, "
           f"{st.tier_changes:,} tier changes, {st.alerts:,} alerts, {st.rejected:,} rejected; "
           f"worker ready after {ready}, first score after {first}; worker and broker stopped",

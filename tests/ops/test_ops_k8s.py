@@ -1,0 +1,235 @@
+"""deploy/k8s: parsed manifests cross-checked with each other, Settings, the worker's routes and the
+Dockerfile."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+import pytest
+
+from tests.ops.ops_helpers import (
+    JOB,
+    K8S_DIR,
+    PROM_DIR,
+    ROOT,
+    load_yaml,
+    load_yaml_all,
+    parse_dockerfile,
+    settings_default,
+    settings_env_names,
+    settings_from,
+    web_routes,
+)
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            out.extend(load_yaml_all(path))
+    return out
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert found, f"{kind} {name} is referenced but not defined"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def sts(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "StatefulSet")
+
+
+@pytest.fixture(scope="module")
+def container(sts: dict[str, Any]) -> dict[str, Any]:
+    cs = sts["spec"]["template"]["spec"]["containers"]
+    assert len(cs) == 1
+    return cs[0]
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def effective_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """What the container sees: envFrom ConfigMaps and Secrets, then env (which wins)."""
+    env: dict[str, str] = {}
+    for src in container.get("envFrom", []):
+        if "configMapRef" in src:
+            env.update(named(docs, "ConfigMap", src["configMapRef"]["name"])["data"])
+        if "secretRef" in src:
+            secret = named(docs, "Secret", src["secretRef"]["name"])
+            env.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
+            env.update(secret.get("stringData") or {})
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value", "")
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_kinds_and_kustomization(docs: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in docs}
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "ServiceMonitor"} <= kinds
+    kust = load_yaml(K8S_DIR / "kustomization.yaml")
+    files = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kust["resources"]) == files, "kustomization.yaml and the manifest files disagree"
+    for d in docs:
+        assert "namespace" not in d["metadata"], "set the namespace in kustomization.yaml only"
+
+
+def test_statefulset_identity_and_headless_service(docs: list[dict[str, Any]], sts: dict[str, Any]) -> None:
+    spec = sts["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert matches(spec["selector"]["matchLabels"], labels)
+    svc = named(docs, "Service", spec["serviceName"])
+    assert svc["spec"].get("clusterIP") == "None", "the governing Service must be headless"
+    assert matches(svc["spec"]["selector"], labels)
+    assert svc["spec"].get("publishNotReadyAddresses") is True, \
+        "peers must resolve (and Prometheus scrape) workers that are still recovering"
+    for s in [d for d in docs if d["kind"] == "Service"]:
+        assert matches(s["spec"]["selector"], labels), f"Service {s['metadata']['name']} selects no worker"
+
+
+def test_replicas_fit_the_partitions(docs: list[dict[str, Any]], sts: dict[str, Any],
+                                     container: dict[str, Any]) -> None:
+    s = settings_from(effective_env(docs, container))
+    assert 2 <= sts["spec"]["replicas"] <= s.partitions, "workers beyond the partition count idle"
+    assert s.standby_replicas < sts["spec"]["replicas"]
+
+
+def test_pod_disruption_budget(docs: list[dict[str, Any]], sts: dict[str, Any]) -> None:
+    pdb = one(docs, "PodDisruptionBudget")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert matches(pdb["spec"]["selector"]["matchLabels"], labels)
+    replicas = sts["spec"]["replicas"]
+    if "maxUnavailable" in pdb["spec"]:
+        assert 1 <= int(pdb["spec"]["maxUnavailable"]) < replicas
+    else:
+        assert 1 <= int(pdb["spec"]["minAvailable"]) < replicas, "a PDB that blocks every eviction"
+
+
+def test_ports_match_the_web_port(docs: list[dict[str, Any]], sts: dict[str, Any], container: dict[str, Any]) -> None:
+    s = settings_from(effective_env(docs, container))
+    assert s.web_port == settings_default("web_port") == 6066
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": s.web_port}
+    for svc in [d for d in docs if d["kind"] == "Service"]:
+        for p in svc["spec"]["ports"]:
+            target = p.get("targetPort", p["port"])
+            assert target in ports or target == s.web_port, f"Service port {p} does not reach the worker"
+            if isinstance(target, str):
+                assert ports[target] == s.web_port
+
+
+def test_probes(container: dict[str, Any]) -> None:
+    routes = web_routes()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        get = container[kind]["httpGet"]
+        assert get["path"] in routes, f"{kind} path {get['path']} is not served by the worker"
+        assert get["port"] in ports or get["port"] in ports.values()
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz", \
+        "liveness must not depend on recovery (a long restore would get the pod killed)"
+
+
+def test_env_names_exist_in_settings(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
+    env = effective_env(docs, container)
+    assert set(env) <= settings_env_names(), f"unknown variables: {set(env) - settings_env_names()}"
+    for cm in [d for d in docs if d["kind"] == "ConfigMap"]:
+        assert set(cm["data"]) <= settings_env_names()
+    settings_from(env)  # the values parse (ints, floats, store) as a worker would parse them
+
+
+def test_web_host_binds_all_interfaces(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
+    env = effective_env(docs, container)
+    assert env["ENGAGEMENT_WEB_HOST"] == "0.0.0.0", \
+        "ENGAGEMENT_WEB_HOST is the bind address too; probes and scrapes reach the pod IP"
+
+
+def test_credentials_live_in_the_secret(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
+    secret_keys = {"ENGAGEMENT_SASL_USERNAME", "ENGAGEMENT_SASL_PASSWORD"}
+    for cm in [d for d in docs if d["kind"] == "ConfigMap"]:
+        assert not secret_keys & set(cm["data"]), "SASL credentials in a ConfigMap"
+    refs = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+    keys = set()
+    for name in refs:
+        secret = named(docs, "Secret", name)
+        keys |= set(secret.get("stringData") or {}) | set(secret.get("data") or {})
+    assert secret_keys <= keys
+    s = settings_from(effective_env(docs, container))
+    assert s.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    if s.security_protocol.startswith("SASL"):
+        assert s.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def test_ca_file_is_mounted(docs: list[dict[str, Any]], sts: dict[str, Any], container: dict[str, Any]) -> None:
+    s = settings_from(effective_env(docs, container))
+    if not s.ssl_cafile:
+        return
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    mount = [m for m in container["volumeMounts"]
+             if PurePosixPath(m["mountPath"]) in PurePosixPath(s.ssl_cafile).parents]
+    assert mount, f"ENGAGEMENT_SSL_CAFILE {s.ssl_cafile} is not under a volume mount"
+    assert "secret" in volumes[mount[0]["name"]], "the CA bundle should come from a Secret"
+
+
+def test_data_dir_is_the_volume_claim(docs: list[dict[str, Any]], sts: dict[str, Any], container: dict[str, Any]) -> None:
+    s = settings_from(effective_env(docs, container))
+    claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts.get(s.data_dir) in claims, f"ENGAGEMENT_DATA_DIR {s.data_dir} is not on the volume claim"
+    image_env = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1].env()
+    assert image_env["ENGAGEMENT_DATA_DIR"] == s.data_dir
+
+
+def test_security_context_matches_the_image_user(sts: dict[str, Any], container: dict[str, Any]) -> None:
+    pod = sts["spec"]["template"]["spec"]["securityContext"]
+    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    uid, _, gid = final.all("USER")[-1].args.partition(":")
+    assert pod["runAsNonRoot"] is True
+    assert str(pod["runAsUser"]) == uid and str(pod.get("runAsGroup", gid)) == (gid or uid)
+    assert "fsGroup" in pod, "without fsGroup the volume claim may not be writable by the user"
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    if sc.get("readOnlyRootFilesystem"):
+        writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+        assert "/tmp" in writable, "a read-only root needs a writable /tmp"
+
+
+def test_container_runs_the_worker_from_a_pinned_image(container: dict[str, Any]) -> None:
+    image = container["image"]
+    assert ":" in image and not image.endswith(":latest")
+    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    entry = final.all("ENTRYPOINT")[-1].exec_form() or []
+    cmd = container.get("command", entry) + container.get("args", final.all("CMD")[-1].exec_form() or [])
+    assert cmd[:2] == ["engagement", "worker"]
+
+
+def test_service_monitor(docs: list[dict[str, Any]]) -> None:
+    sm = one(docs, "ServiceMonitor")
+    selected = [d for d in docs if d["kind"] == "Service"
+                and matches(sm["spec"]["selector"]["matchLabels"], d["metadata"].get("labels", {}))]
+    assert len(selected) == 1, f"the ServiceMonitor selects {len(selected)} Services (each would be scraped)"
+    svc = selected[0]
+    assert svc["spec"].get("clusterIP") == "None", "scrape every pod through the headless Service"
+    port_names = {p["name"] for p in svc["spec"]["ports"]}
+    for ep in sm["spec"]["endpoints"]:
+        assert ep["port"] in port_names
+        assert ep.get("path", "/metrics") in web_routes()
+    # the operator's job label is the Service name (no jobLabel): the rules select that job
+    assert "jobLabel" not in sm["spec"]
+    assert svc["metadata"]["name"] == JOB
+    rules = (PROM_DIR / "rules.yml").read_text()
+    assert set(re.findall(r'job\s*=\s*"([^"]*)"', rules)) == {svc["metadata"]["name"]}
