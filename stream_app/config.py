@@ -41,7 +41,8 @@ class Settings:
     store: str = "memory://"              # or rocksdb:// (rocksdict) for production
     standby_replicas: int = 1
     data_dir: str = "/tmp/engagement-scorer"
-    web_host: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"           # advertised to other workers (HTTP routing by key owner)
+    web_bind: str = ""                    # listen address; empty = web_host (containers: 0.0.0.0)
     web_port: int = 6066
     currency: str = "GBP"
     session_timeout_s: float = 60.0

@@ -70,7 +70,7 @@ class Scorer:
             producer_max_request_size=1_048_576,
             web_host=s.web_host,
             web_port=s.web_port,
-            web_bind=s.web_host,
+            web_bind=s.web_bind or s.web_host,
             datadir=s.data_dir,
             autodiscover=False,
             web_in_thread=False,
