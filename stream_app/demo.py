@@ -25,7 +25,6 @@ caller's ``ENGAGEMENT_*`` variables: it always runs against its own broker with 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -347,8 +346,10 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="engagement-demo-"))
     worker_log = tmp / "worker.log"
     # Library warnings (aiokafka reconnects, ...) go to a file, not across the view.
-    logging.basicConfig(filename=str(tmp / "demo.log"), level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_handler = logging.FileHandler(tmp / "demo.log")
+    log_handler.setLevel(logging.WARNING)
+    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(log_handler)
     broker = EmbeddedBroker(log_dir=tmp / "broker")
     worker: subprocess.Popen[bytes] | None = None
     failure: str | None = None
@@ -375,36 +376,34 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         failure = f"the bundled broker did not start: {exc}"
     except Exception as exc:  # noqa: BLE001 - reported below, after everything is stopped
         failure = f"{type(exc).__name__}: {exc}"
+    # Stopping: a second Ctrl-C kills the worker at once instead of waiting (and no traceback).
+    force = [False]
+
+    def _on_sigint(signum: int, frame: Any) -> None:
+        force[0] = True
+
+    old_sigint = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        if tty:
+            out.write("\nstopping ...\n")
+            out.flush()
+        if worker is not None:
+            _stop_worker(worker, force)
+        broker.stop()
+        logging.getLogger().removeHandler(log_handler)
+        log_handler.close()
+        first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
+        ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
+        print(f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s: "
+              f"produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} "
+              f"customers, {st.tier_changes:,} tier changes, {st.alerts:,} alerts, "
+              f"{st.rejected:,} rejected; worker ready after {ready}, first score after {first}; "
+              f"worker and broker stopped", file=out, flush=True)
+        if failure is not None:
+            print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)
+            print(f"engagement demo: logs kept in {tmp}", file=sys.stderr, flush=True)
+            return 1
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     finally:
-        # A second Ctrl-C while stopping kills the worker at once instead of a traceback.
-        force = [False]
-
-        def _on_sigint(signum: int, frame: Any) -> None:
-            force[0] = True
-
-        old = signal.signal(signal.SIGINT, _on_sigint)
-        try:
-            if tty:
-                out.write("\nstopping ...\n")
-                out.flush()
-            if worker is not None:
-                _stop_worker(worker, force)
-            broker.stop()
-        finally:
-            signal.signal(signal.SIGINT, old)
-    elapsed = st.elapsed()
-    first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
-    ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
-    print(f"demo: {'interrupted' if st.interrupted else 'stopped'} after {elapsed:.1f}s: produced "
-          f"{st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} customers, "
-          f"{st.tier_changes:,} tier changes, {st.alerts:,} alerts, {st.rejected:,} rejected; "
-          f"worker ready after {ready}, first score after {first}; worker and broker stopped",
-          file=out, flush=True)
-    if failure is not None:
-        print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)
-        print(f"engagement demo: logs kept in {tmp}", file=sys.stderr, flush=True)
-        return 1
-    with contextlib.suppress(Exception):
-        logging.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+        signal.signal(signal.SIGINT, old_sigint)

@@ -65,11 +65,15 @@ async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float 
     await producer.start()
     sent = 0
     t0 = time.monotonic()
+    counts: dict[str, int] = {}
     try:
         sender = BatchSender(producer)
         for raw in lines:
             topic, key = route(raw, settings)
-            part = partition_for(key, settings.partitions) if key else sent % settings.partitions
+            n = counts.get(topic)
+            if n is None:  # the topic's real partition count, whatever ENGAGEMENT_PARTITIONS says
+                n = counts[topic] = len(await producer.partitions_for(topic))
+            part = partition_for(key, n) if key else sent % n
             sender.add(topic, part, key, payload(raw, settings))
             sent += 1
             if len(sender) >= 2000:
