@@ -12,11 +12,15 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.produce import produce_lines
 from stream_app.replay import replay_lines
 from stream_app.simulate import Simulator
 from tests.integration.stream_helpers import WorkerProcess, isolated_settings, wait_for_audit
+from tests.ops.ops_helpers import DASHBOARD, PROM_DIR, load_yaml, metric_names
+from tests.ops.test_ops_grafana import as_promql, exprs
 
 
 def query(port: int, promql: str) -> float | None:
@@ -69,6 +73,15 @@ def test_prometheus_scrapes_worker_counts(broker: EmbeddedBroker, tmp_path: Path
         for reason, n in reasons.items():
             assert query(prom_port, f'sum(engagement_dead_letters_total{{reason="{reason}"}})') == n
         assert query(prom_port, 'up{job="engagement-scorer"}') == 1
+
+        # every metric the dashboard and the alert rules query is exported by this running worker
+        with urllib.request.urlopen(worker.url + "/metrics", timeout=10) as resp:
+            exported = {s.name for fam in text_string_to_metric_families(resp.read().decode()) for s in fam.samples}
+        used = {name for expr in exprs(json.loads(DASHBOARD.read_text())) for name in metric_names(as_promql(expr))}
+        rules = load_yaml(PROM_DIR / "rules.yml")
+        used |= {name for g in rules["groups"] for r in g["rules"] for name in metric_names(r["expr"])}
+        used -= {"up"}
+        assert used and not used - exported, sorted(used - exported)
     finally:
         prom.terminate()
         prom.wait(10)
