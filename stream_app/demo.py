@@ -25,6 +25,7 @@ caller's ``ENGAGEMENT_*`` variables: it always runs against its own broker with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -262,6 +263,21 @@ async def _poll_kpis(web_url: str, st: DemoState) -> None:
             await asyncio.sleep(REFRESH_S if st.worker_ready_after is not None else 0.3)
 
 
+def _write(out: TextIO, text: str) -> bool:
+    """Write and flush; False when the reader has gone (the stream then points at /dev/null)."""
+    try:
+        out.write(text)
+        out.flush()
+        return True
+    except BrokenPipeError:
+        # Point the descriptor at /dev/null, so the interpreter's final flush does not fail too.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        return False
+
+
 class WorkerDied(RuntimeError):
     pass
 
@@ -292,11 +308,10 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
             if time.monotonic() >= next_tick:
                 next_tick += REFRESH_S
                 st.sample()
-                if tty:
-                    out.write(CLEAR + render_full(st, header) + "\n")
-                else:
-                    out.write(render_compact(st) + "\n")
-                out.flush()
+                view = CLEAR + render_full(st, header) if tty else render_compact(st)
+                if not _write(out, view + "\n"):
+                    st.interrupted = True  # nobody reads any more (`engagement demo | head`)
+                    return
         st.interrupted = True
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
@@ -366,7 +381,8 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         web_url = f"http://{settings.web_host}:{web_port}"
         broker_pid = getattr(getattr(broker, "_proc", None), "pid", None)
         header = f"broker {broker.url} (pid {broker_pid})  worker {web_url} (pid {worker.pid})"
-        print(f"demo: {header}; worker log {worker_log}", file=out, flush=True)
+        if not _write(out, f"demo: {header}; worker log {worker_log}\n"):
+            raise KeyboardInterrupt  # nobody reads: stop as if interrupted
         asyncio.run(_live(settings, st, worker, web_url, duration, customers, rate, out, tty, header))
     except KeyboardInterrupt:
         st.interrupted = True
@@ -385,8 +401,7 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     old_sigint = signal.signal(signal.SIGINT, _on_sigint)
     try:
         if tty:
-            out.write("\nstopping ...\n")
-            out.flush()
+            _write(out, "\nstopping ...\n")
         if worker is not None:
             _stop_worker(worker, force)
         broker.stop()
@@ -394,11 +409,11 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         log_handler.close()
         first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
         ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
-        print(f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s: "
-              f"produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} "
-              f"customers, {st.tier_changes:,} tier changes, {st.alerts:,} alerts, "
-              f"{st.rejected:,} rejected; worker ready after {ready}, first score after {first}; "
-              f"worker and broker stopped", file=out, flush=True)
+        _write(out, f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s: "
+               f"produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} "
+               f"customers, {st.tier_changes:,} tier changes, {st.alerts:,} alerts, "
+               f"{st.rejected:,} rejected; worker ready after {ready}, first score after {first}; "
+               f"worker and broker stopped\n")
         if failure is not None:
             print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)
             print(f"engagement demo: logs kept in {tmp}", file=sys.stderr, flush=True)
