@@ -115,7 +115,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print("engagement simulate: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
         return 2
     sim = Simulator(customers=args.customers, seed=args.seed, bad_rate=args.bad_rate)
-    lines = live_lines(sim)
+    lines = live_lines(sim, speed=args.speed)
     if args.duration:
         lines = itertools.islice(lines, int(args.rate * args.duration))
     t0 = time.monotonic()
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     si.add_argument("--seed", type=int, default=7)
     si.add_argument("--bad-rate", dest="bad_rate", type=float, default=0.01)
+    si.add_argument("--speed", type=float, default=1.0, help="event time runs this many times faster than real time")
     si.set_defaults(func=cmd_simulate)
     au = sub.add_parser("audit", help="replay the re-keyed topic and compare with the published outputs")
     au.set_defaults(func=cmd_audit)

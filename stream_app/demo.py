@@ -49,6 +49,7 @@ from stream_app.engine.config import TIERS
 
 __all__ = ["run_demo"]
 
+DEMO_SPEED = 3600.0  # event time runs an hour per second, so carts, sweeps and churn show up live
 REFRESH_S = 1.0
 WORKER_STOP_TIMEOUT_S = 10.0
 CLEAR = "\x1b[H\x1b[2J"
@@ -204,7 +205,7 @@ async def _produce(settings: Settings, customers: int, rate: float, st: DemoStat
     from stream_app.produce import produce_lines
     from stream_app.simulate import Simulator, live_lines
 
-    lines = _counted(live_lines(Simulator(customers=customers, bad_rate=0.01)), st)
+    lines = _counted(live_lines(Simulator(customers=customers, bad_rate=0.01), speed=DEMO_SPEED), st)
     await produce_lines(settings, lines, rate=rate)
 
 

@@ -126,19 +126,24 @@ class Simulator:
 __all__ = ["Simulator", "BAD_LINES", "MINUTE"]
 
 
-def live_lines(sim: Simulator) -> Iterator[bytes]:
-    """An endless stream in event time that tracks the wall clock (for live demos)."""
+def live_lines(sim: Simulator, speed: float = 1.0) -> Iterator[bytes]:
+    """An endless stream whose event time follows the wall clock, `speed` times faster.
+
+    At speed 1 event time is real time; a demo at 3600 shows an hour per second, so abandoned
+    carts fire within seconds and daily sweeps (churn, demotions) every 24 s.
+    """
     import time
 
     import orjson
 
     from stream_app.engine.clock import SECOND as _S
 
-    now = int(time.time()) * _S
-    sim.start = now
-    t = now
+    wall0 = time.time()
+    start = int(wall0) * _S
+    sim.start = start
+    t = start
     while True:
-        t = max(t, int(time.time() * _S))
+        t = max(t, start + int((time.time() - wall0) * speed * _S))
         for ev in sim.session(t):
             if sim.bad_rate and sim.rng.random() < sim.bad_rate:
                 yield sim.rng.choice(BAD_LINES)
