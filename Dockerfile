@@ -37,12 +37,14 @@ LABEL org.opencontainers.image.title="engagement-scorer" \
       org.opencontainers.image.description="Real-time customer-engagement scorer (Faust worker)" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# The worker binds 0.0.0.0 inside a container (ENGAGEMENT_WEB_HOST is both the bind address and
-# the advertised host today); the data dir is a volume in docker-compose and a PVC in Kubernetes.
+# The worker listens on all interfaces inside a container (ENGAGEMENT_WEB_BIND). The host it
+# advertises to its peers (ENGAGEMENT_WEB_HOST) is left at the default 127.0.0.1, right for a
+# single worker only: with several workers, each sets its own reachable name (compose: the service
+# name, Kubernetes: the pod's DNS name). The data dir is a volume in compose and a PVC in Kubernetes.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    ENGAGEMENT_WEB_HOST=0.0.0.0 \
+    ENGAGEMENT_WEB_BIND=0.0.0.0 \
     ENGAGEMENT_WEB_PORT=6066 \
     ENGAGEMENT_DATA_DIR=/var/lib/engagement \
     ENGAGEMENT_LOG_FORMAT=json
@@ -60,9 +62,11 @@ WORKDIR /var/lib/engagement
 EXPOSE 6066
 
 # Liveness of the web server; no curl in the image, so the standard library does the request.
+# It runs inside the container, where the worker listens on 0.0.0.0, so it asks 127.0.0.1 (never
+# ENGAGEMENT_WEB_HOST, the name peers use, which may not resolve or be reachable from here).
 # A non-2xx answer or no answer raises, and the non-zero exit marks the container unhealthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; host = os.environ.get('ENGAGEMENT_WEB_HOST', '') or '127.0.0.1'; host = '127.0.0.1' if host == '0.0.0.0' else host; urllib.request.urlopen('http://%s:%s/healthz' % (host, os.environ.get('ENGAGEMENT_WEB_PORT', '6066')), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ENGAGEMENT_WEB_PORT', '6066'), timeout=4)"]
 
 ENTRYPOINT ["engagement"]
 CMD ["worker"]

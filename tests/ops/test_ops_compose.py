@@ -144,7 +144,6 @@ def test_workers(services: dict[str, dict[str, Any]]) -> None:
         env = env_of(svc)
         s = settings_from(env)
         assert s.broker.split("://", 1)[1] in advertised(services), f"{name}: {s.broker} is not a Kafka listener"
-        assert s.web_host == "0.0.0.0", f"{name} must bind 0.0.0.0 in its container"
         assert s.web_port in published(svc), f"{name} does not publish its web port {s.web_port}"
         host_ports.append(published(svc)[s.web_port])
         app_ids.add(s.app_id)
@@ -153,6 +152,45 @@ def test_workers(services: dict[str, dict[str, Any]]) -> None:
         assert data, f"{name}: ENGAGEMENT_DATA_DIR {s.data_dir} is not a volume"
     assert len(app_ids) == 1, "the workers must share one consumer group (ENGAGEMENT_APP_ID)"
     assert len(set(host_ports)) == len(host_ports), "workers publish the same host port"
+
+
+def image_env() -> dict[str, str]:
+    return {k: v for k, v in parse_dockerfile((ROOT / "Dockerfile").read_text())[-1].env().items()
+            if k.startswith("ENGAGEMENT_")}
+
+
+def dns_names(name: str, svc: dict[str, Any]) -> set[str]:
+    """Names other containers on the compose network resolve to this service: the service name and
+    its network aliases (`hostname:` only names the container to itself)."""
+    names = {name}
+    networks = svc.get("networks") or {}
+    if isinstance(networks, dict):
+        for net in networks.values():
+            names |= set((net or {}).get("aliases") or [])
+    return names
+
+
+def test_workers_listen_on_all_interfaces(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in workers(services).items():
+        s = settings_from({**image_env(), **env_of(svc)})  # the image's ENV, then the service's
+        assert (s.web_bind or s.web_host) == "0.0.0.0", \
+            f"{name} must listen on 0.0.0.0 (ENGAGEMENT_WEB_BIND) to be reached through its published port"
+
+
+def test_workers_advertise_distinct_reachable_hosts(services: dict[str, dict[str, Any]]) -> None:
+    """Faust forwards /customers/{id} to http://<owner's WEB_HOST>:<WEB_PORT>: each worker must
+    advertise a name the other workers resolve to it, and no two workers the same one."""
+    ws = workers(services)
+    hosts = {}
+    for name, svc in ws.items():
+        s = settings_from({**image_env(), **env_of(svc)})
+        assert s.web_host == name or s.web_host in dns_names(name, svc), \
+            f"{name} advertises {s.web_host!r}, not its own service name"
+        hosts[name] = s.web_host
+    assert len(set(hosts.values())) == len(hosts), f"workers advertise the same host: {hosts}"
+    for name, host in hosts.items():
+        owners = [n for n, svc in services.items() if host in dns_names(n, svc)]
+        assert owners == [name], f"{name}'s host {host!r} resolves to {owners}"
 
 
 def test_simulator(services: dict[str, dict[str, Any]]) -> None:

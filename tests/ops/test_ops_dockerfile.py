@@ -98,8 +98,12 @@ def test_environment_uses_real_settings_and_binds_all_interfaces(final: Stage) -
     env = final.env()
     engagement = {k: v for k, v in env.items() if k.startswith("ENGAGEMENT_")}
     assert set(engagement) <= settings_env_names(), set(engagement) - settings_env_names()
-    assert engagement.get("ENGAGEMENT_WEB_HOST") == "0.0.0.0", "the worker must bind 0.0.0.0 in a container"
+    assert engagement.get("ENGAGEMENT_WEB_BIND") == "0.0.0.0", \
+        "the worker must listen on 0.0.0.0 in a container (ENGAGEMENT_WEB_BIND)"
+    assert engagement.get("ENGAGEMENT_WEB_HOST") != "0.0.0.0", \
+        "ENGAGEMENT_WEB_HOST is the address peers connect to; 0.0.0.0 reaches no worker"
     s = settings_from(engagement)
+    assert (s.web_bind or s.web_host) == "0.0.0.0", "the worker's effective listen address"
     exposed = {int(p.split("/")[0]) for ins in final.all("EXPOSE") for p in ins.words()}
     assert exposed == {s.web_port} == {settings_default("web_port")}, exposed
     assert "/opt/venv/bin" in env.get("PATH", ""), "the venv's engagement script must be on PATH"
@@ -183,17 +187,21 @@ def test_healthcheck_requests_healthz_without_curl(final: Stage) -> None:
     assert _run_healthcheck(cmd, env, port) != 0, "nothing listening must be unhealthy"
 
 
-def test_healthcheck_finds_a_worker_bound_to_a_named_host(final: Stage) -> None:
-    """If ENGAGEMENT_WEB_HOST is an address rather than 0.0.0.0, the check asks that address."""
+def test_healthcheck_asks_loopback_whatever_the_advertised_host(final: Stage) -> None:
+    """The check runs inside the container, where the worker listens on 0.0.0.0: it asks 127.0.0.1,
+    not ENGAGEMENT_WEB_HOST (a peer-facing name such as worker-1 or the pod's DNS name, which need
+    not resolve, or reach this container, from inside it)."""
     _, cmd = healthcheck_command(final.all("HEALTHCHECK")[0])
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), _Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        _Handler.status, _Handler.paths = 200, []
-        assert _run_healthcheck(cmd, {"ENGAGEMENT_WEB_HOST": "127.0.0.2"}, port) == 0
+        for host in ("worker-1.invalid", "127.0.0.2", "0.0.0.0"):
+            _Handler.status, _Handler.paths = 200, []
+            env = {**final.env(), "ENGAGEMENT_WEB_HOST": host, "ENGAGEMENT_WEB_BIND": "0.0.0.0"}
+            assert _run_healthcheck(cmd, env, port) == 0, f"unhealthy with ENGAGEMENT_WEB_HOST={host}"
+            assert _Handler.paths == ["/healthz"], f"ENGAGEMENT_WEB_HOST={host}: asked {_Handler.paths}"
     finally:
         server.shutdown()
         server.server_close()
-

@@ -62,8 +62,37 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def effective_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
-    """What the container sees: envFrom ConfigMaps and Secrets, then env (which wins)."""
+#: the downward API fields a test pod answers with (the namespace is the kustomization's)
+def pod_fields(name: str, namespace: str) -> dict[str, str]:
+    return {"metadata.name": name, "metadata.namespace": namespace}
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(value: str, defined: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: `$$` is a literal `$`, a reference to a variable defined
+    earlier is replaced, any other reference stays as written."""
+    out, i = [], 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        m = _VAR_REF.match(value, i)
+        if m:
+            out.append(defined.get(m.group(1), m.group(0)))
+            i = m.end()
+            continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def effective_env(docs: list[dict[str, Any]], container: dict[str, Any],
+                  pod: str = "engagement-scorer-0", namespace: str = "engagement") -> dict[str, str]:
+    """What the container of pod `pod` sees: envFrom ConfigMaps and Secrets, then env in order
+    (which wins), values expanded and downward-API fields resolved as the kubelet does."""
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
         if "configMapRef" in src:
@@ -72,9 +101,20 @@ def effective_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict
             secret = named(docs, "Secret", src["secretRef"]["name"])
             env.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
             env.update(secret.get("stringData") or {})
+    env = {k: str(v) for k, v in env.items()}
+    fields = pod_fields(pod, namespace)
     for e in container.get("env", []):
-        env[e["name"]] = e.get("value", "")
-    return {k: str(v) for k, v in env.items()}
+        if "valueFrom" in e:
+            ref = e["valueFrom"].get("fieldRef")
+            assert ref and ref["fieldPath"] in fields, f"{e['name']}: unsupported valueFrom {e['valueFrom']}"
+            env[e["name"]] = fields[ref["fieldPath"]]
+        else:
+            env[e["name"]] = expand(str(e.get("value", "")), env)
+    return env
+
+
+def downward_vars(container: dict[str, Any]) -> set[str]:
+    return {e["name"] for e in container.get("env", []) if "fieldRef" in e.get("valueFrom", {})}
 
 
 def test_kinds_and_kustomization(docs: list[dict[str, Any]]) -> None:
@@ -146,16 +186,56 @@ def test_probes(container: dict[str, Any]) -> None:
 
 def test_env_names_exist_in_settings(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
     env = effective_env(docs, container)
-    assert set(env) <= settings_env_names(), f"unknown variables: {set(env) - settings_env_names()}"
+    settings = {k for k in env if k.startswith("ENGAGEMENT_")}
+    assert settings <= settings_env_names(), f"unknown variables: {settings - settings_env_names()}"
+    helpers = set(env) - settings
+    assert helpers <= downward_vars(container), \
+        f"variables that are neither settings nor downward-API helpers: {helpers - downward_vars(container)}"
     for cm in [d for d in docs if d["kind"] == "ConfigMap"]:
         assert set(cm["data"]) <= settings_env_names()
     settings_from(env)  # the values parse (ints, floats, store) as a worker would parse them
 
 
-def test_web_host_binds_all_interfaces(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
-    env = effective_env(docs, container)
-    assert env["ENGAGEMENT_WEB_HOST"] == "0.0.0.0", \
-        "ENGAGEMENT_WEB_HOST is the bind address too; probes and scrapes reach the pod IP"
+def test_web_bind_listens_on_all_interfaces(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
+    s = settings_from(effective_env(docs, container))
+    assert s.web_bind == "0.0.0.0", \
+        "ENGAGEMENT_WEB_BIND must be 0.0.0.0: probes, scrapes and peers reach the pod IP"
+
+
+def test_env_references_are_defined_before_use(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
+    """Kubernetes expands $(VAR) only for variables defined earlier (envFrom, then env above the
+    reference); a later or missing one is left as the literal text `$(VAR)`."""
+    defined = set(effective_env(docs, {**container, "env": []}))
+    for e in container.get("env", []):
+        for ref in _VAR_REF.findall(str(e.get("value", "")).replace("$$", "")):
+            assert ref in defined, f"{e['name']} uses $({ref}) before it is defined"
+        defined.add(e["name"])
+
+
+def test_web_host_is_each_pods_dns_name(docs: list[dict[str, Any]], sts: dict[str, Any],
+                                         container: dict[str, Any]) -> None:
+    """Faust forwards /customers/{id} to http://<owner's WEB_HOST>:<WEB_PORT>: every pod must
+    advertise its own stable name under the headless Service, distinct and resolvable."""
+    namespace = load_yaml(K8S_DIR / "kustomization.yaml")["namespace"]
+    service = sts["spec"]["serviceName"]
+    headless = named(docs, "Service", service)
+    assert headless["spec"].get("clusterIP") == "None", "pod DNS names need the headless Service"
+    assert headless["spec"].get("publishNotReadyAddresses") is True, \
+        "recovering pods must resolve, or requests for their customers fail until they are ready"
+    raw = next(e for e in container["env"] if e["name"] == "ENGAGEMENT_WEB_HOST")
+    assert "$(POD_NAME)" in raw.get("value", ""), "ENGAGEMENT_WEB_HOST should be built from the pod name"
+    env_by_name = {e["name"]: e for e in container["env"]}
+    for var, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        assert env_by_name.get(var, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == path, \
+            f"{var} should come from the downward API ({path})"
+    hosts = []
+    for ordinal in range(sts["spec"]["replicas"]):
+        pod = f"{sts['metadata']['name']}-{ordinal}"
+        s = settings_from(effective_env(docs, container, pod=pod, namespace=namespace))
+        assert s.web_host == f"{pod}.{service}.{namespace}.svc.cluster.local", \
+            f"{pod} advertises {s.web_host!r}, not its DNS name under the headless Service {service}"
+        hosts.append(s.web_host)
+    assert len(set(hosts)) == len(hosts), f"pods advertise the same host: {hosts}"
 
 
 def test_credentials_live_in_the_secret(docs: list[dict[str, Any]], container: dict[str, Any]) -> None:
