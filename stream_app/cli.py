@@ -80,16 +80,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(Settings.from_env())
 
 
-def cmd_produce(args: argparse.Namespace) -> int:
-    import asyncio
-
+def _broker_settings(command: str) -> Any:
+    """Settings from the environment, or None (after saying why) when no broker is configured."""
     from stream_app.config import Settings
-    from stream_app.produce import file_lines, produce_lines
-    from stream_app.replay import ReplayError
 
     settings = Settings.from_env()
     if not settings.broker:
-        print("engagement produce: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+        print(f"engagement {command}: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+        return None
+    return settings
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream_app.produce import file_lines, produce_lines
+    from stream_app.replay import ReplayError
+
+    settings = _broker_settings("produce")
+    if settings is None:
         return 2
     try:
         lines = file_lines(args.file)
@@ -106,13 +115,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import itertools
     import time
 
-    from stream_app.config import Settings
     from stream_app.produce import produce_lines
     from stream_app.simulate import Simulator, live_lines
 
-    settings = Settings.from_env()
-    if not settings.broker:
-        print("engagement simulate: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+    settings = _broker_settings("simulate")
+    if settings is None:
         return 2
     sim = Simulator(customers=args.customers, seed=args.seed, bad_rate=args.bad_rate)
     lines = live_lines(sim, speed=args.speed)
@@ -126,11 +133,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from stream_app.audit import audit_main
-    from stream_app.config import Settings
 
-    settings = Settings.from_env()
-    if not settings.broker:
-        print("engagement audit: set ENGAGEMENT_BROKER (kafka://host:port)", file=sys.stderr)
+    settings = _broker_settings("audit")
+    if settings is None:
         return 2
     return audit_main(settings)
 
@@ -176,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"engagement {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -153,3 +153,11 @@ def test_replay_reads_stdin_through_main(monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(line(PV) + b"\n")))
     assert main(["replay", "-"]) == 0
     assert orjson.loads(capsysbinary.readouterr().out)["counts"]["applied"] == 1
+
+
+@pytest.mark.parametrize("command", [["produce", "x.jsonl"], ["simulate"], ["audit"]])
+def test_kafka_commands_need_a_broker(command: list[str], monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ENGAGEMENT_BROKER", raising=False)
+    assert main(command) == 2
+    assert "set ENGAGEMENT_BROKER" in capsys.readouterr().err
