@@ -12,7 +12,7 @@ import hashlib
 import heapq
 import math
 from array import array
-from collections import OrderedDict
+from collections import deque
 from typing import Any
 
 from stream_app.engine.clock import DAY, day_of, format_instant, midnight_at_or_after, next_midnight_after
@@ -40,7 +40,9 @@ class Unit:
         self.watermark: int | None = None
         self.customers: dict[str, Customer] = {}
         #: event_id -> watermark right after its application; insertion order = watermark order
-        self.seen: OrderedDict[str, int] = OrderedDict()
+        self.seen: dict[str, int] = {}
+        #: (watermark at application, event_id) in application order = watermark order
+        self._seen_order: deque[tuple[int, str]] = deque()
         #: (deadline, customer_id); stale entries are skipped when popped
         self.timers: list[tuple[int, str]] = []
         #: day index of a midnight -> customers that sweep must look at (may hold stale ids)
@@ -86,6 +88,7 @@ class Unit:
                 self.advance(t)
             wm = t
         seen[ev.event_id] = wm
+        self._seen_order.append((wm, ev.event_id))
         if self.id_log is not None:
             self.id_log.append((ev.event_id, wm))
         self._apply(ev)
@@ -126,14 +129,15 @@ class Unit:
 
     def _forget(self, wm: int) -> None:
         """Drop ids whose horizon the watermark has reached (oldest first: insertion order)."""
-        seen = self.seen
+        seen, order = self.seen, self._seen_order
         horizon = self.config.dedupe_horizon
-        while seen:
-            eid, at = next(iter(seen.items()))
+        while order:
+            at, eid = order[0]
             if at + horizon > wm:
                 self._forget_at = at + horizon
                 return
-            seen.popitem(last=False)
+            order.popleft()
+            del seen[eid]
             if self.id_log is not None:
                 self.id_log.append((eid, None))
         self._forget_at = wm + horizon
@@ -407,8 +411,8 @@ class Unit:
         for eid, at in sorted(seen, key=lambda e: e[1]):
             if wm is None or at + horizon > wm:
                 u.seen[eid] = at
+                u._seen_order.append((at, eid))
         if wm is not None:
             u._due_before = next_midnight_after(wm)
-            first = next(iter(u.seen.values()), None)
-            u._forget_at = first + horizon if first is not None else wm + horizon
+            u._forget_at = u._seen_order[0][0] + horizon if u._seen_order else wm + horizon
         return u
