@@ -49,6 +49,9 @@ class Settings:
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
     batch_size: int = 1000
+    #: how long a fetch may wait for data; the bundled broker holds every fetch this long even
+    #: when data arrives (measured: p50 415 ms at 1500 ms), so embedded mode uses 50
+    fetch_max_wait_ms: int = 500
     log_level: str = "info"
     log_format: str = "text"              # text | json
 

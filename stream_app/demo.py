@@ -212,12 +212,12 @@ async def _produce(settings: Settings, customers: int, rate: float, st: DemoStat
 async def _consume(settings: Settings, st: DemoState) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.stream.kafka_io import client_options
+    from stream_app.stream.kafka_io import consumer_options
 
     topics = (settings.topic_scores, settings.topic_tier_changes, settings.topic_alerts,
               settings.topic_dead_letter)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                **client_options(settings))
+                                **consumer_options(settings))
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
@@ -374,7 +374,8 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         web_port = free_port()
         settings = Settings(broker=broker.url, app_id="engagement-demo", standby_replicas=0,
                             data_dir=str(tmp / "data"), web_port=web_port, session_timeout_s=2.0,
-                            heartbeat_interval_s=0.5, kpi_interval_s=2.0, log_level="warning")
+                            heartbeat_interval_s=0.5, fetch_max_wait_ms=50, kpi_interval_s=2.0,
+                            log_level="warning")
         from stream_app.stream.kafka_io import ensure_topics
 
         asyncio.run(ensure_topics(settings))

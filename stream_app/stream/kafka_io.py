@@ -36,6 +36,10 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    return {**client_options(settings), "fetch_max_wait_ms": settings.fetch_max_wait_ms}
+
+
 def kpi_partials_topic(settings: Settings) -> str:
     return f"{settings.app_id}-kpi-partials"
 
@@ -126,7 +130,7 @@ async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,
     partition is at its high-water mark.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                **client_options(settings))
+                                **consumer_options(settings))
     await consumer.start()
     out: dict[int, list[Any]] = {}
     try:

@@ -11,7 +11,7 @@ from stream_app.config import Settings
 log = logging.getLogger("stream_app.worker")
 
 #: The bundled broker answers JoinGroup after half the session timeout (NOTES-broker.md).
-EMBEDDED_TIMEOUTS = {"session_timeout_s": 2.0, "heartbeat_interval_s": 0.5}
+EMBEDDED_TIMEOUTS = {"session_timeout_s": 2.0, "heartbeat_interval_s": 0.5, "fetch_max_wait_ms": 50}
 
 
 def run_worker(settings: Settings) -> int:

@@ -27,7 +27,7 @@ from stream_app.config import Settings
 from stream_app.engine import TIERS, KpiPartial
 from stream_app.engine.clock import format_instant, parse_rfc3339
 from stream_app.stream.metrics import Metrics
-from stream_app.stream.kafka_io import BatchSender, client_options, kpi_partials_topic, partition_for
+from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic, partition_for
 from stream_app.stream.processor import PartitionProcessor, parse_state_key, wrap_event
 from stream_app.validation import Rejection, validate_bytes
 
@@ -46,12 +46,34 @@ def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, p
     })
 
 
+def _faust_fetch_wait(ms: int) -> None:
+    """Faust's aiokafka driver hard-codes fetch_max_wait_ms=1500; make it ours (process-wide).
+
+    On the bundled broker every fetch waits that long, which alone put ~1 s into the latency.
+    """
+    import types
+
+    import aiokafka
+    from faust.transport.drivers import aiokafka as driver
+
+    class Consumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = ms
+            super().__init__(*args, **kwargs)
+
+    shim = types.ModuleType("aiokafka")
+    shim.__dict__.update(aiokafka.__dict__)
+    shim.AIOKafkaConsumer = Consumer  # type: ignore[attr-defined]
+    driver.aiokafka = shim  # type: ignore[attr-defined]
+
+
 class Scorer:
     """Builds the Faust app and holds the worker's in-memory units."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.engine_config = s.engine_config()
+        _faust_fetch_wait(s.fetch_max_wait_ms)
         self.app = app = faust.App(
             s.app_id,
             broker=s.broker,
@@ -142,7 +164,7 @@ class Scorer:
         consumer = AIOKafkaConsumer(
             *short_of, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000), **client_options(s))
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000), **consumer_options(s))
         await consumer.start()
         try:
             producer = await self.producer()
@@ -338,7 +360,7 @@ class Scorer:
         """
         if not partitions:
             return 0
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **consumer_options(self.settings))
         await consumer.start()
         n = 0
         try:
@@ -377,7 +399,7 @@ class Scorer:
     async def _kpi_reader(self) -> None:
         """Every worker follows every partition's KPI partial; the merge is the store's KPIs."""
         topic = kpi_partials_topic(self.settings)
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **consumer_options(self.settings))
         await consumer.start()
         try:
             tp = TopicPartition(topic, 0)

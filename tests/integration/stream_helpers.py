@@ -26,7 +26,7 @@ def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Se
     names = {f"topic_{t}": f"t{tag}.{t}" for t in
              ("orders", "clicks", "social", "events", "scores", "tier_changes", "alerts", "kpis", "dead_letter")}
     base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4, standby_replicas=0,
-                                session_timeout_s=2.0, heartbeat_interval_s=0.5, data_dir=str(tmp / "data"),
+                                session_timeout_s=2.0, heartbeat_interval_s=0.5, fetch_max_wait_ms=50, data_dir=str(tmp / "data"),
                                 kpi_interval_s=2.0, log_level="info", **names)
     base.update(overrides)
     settings = Settings(**base)
