@@ -164,7 +164,12 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
                 sent_at[(ev["customer_id"], ev["occurred_at"])] = (start + i / half) * 1000
             await asyncio.sleep(5)
             _, _, by_key = await _drain_time(settings)
-            lat = sorted(by_key[k] - t for k, t in sent_at.items() if k in by_key)
+            series = sorted((t, by_key[k] - t) for k, t in sent_at.items() if k in by_key)
+            lat = sorted(v for _, v in series)
+            quarter = max(1, len(series) // 4)
+            results["latency_p99_ms_by_quarter"] = [
+                round(sorted(v for _, v in series[i:i + quarter])[int(quarter * 0.99) - 1], 1)
+                for i in range(0, quarter * 4, quarter)]
             if lat:
                 results["latency_rate_events_per_s"] = round(half)
                 results["latency_samples"] = len(lat)
