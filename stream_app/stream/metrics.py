@@ -63,7 +63,10 @@ class Metrics:
         for name in KPI_FIELDS:
             value = doc.get(name)
             if value is None:
-                self.kpi.remove(name) if (name,) in self.kpi._metrics else None  # noqa: SLF001
+                try:
+                    self.kpi.remove(name)  # a ratio with no denominator: no sample, not 0
+                except KeyError:
+                    pass
             else:
                 self.kpi.labels(kpi=name).set(float(value))  # type: ignore[arg-type]
 
