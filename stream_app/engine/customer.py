@@ -130,47 +130,34 @@ class Customer:
         return c
 
 
-def add_order_bucket(c: Customer, day: int, orders: int, guests: int, revenue: float,
-                     window_days: int) -> None:
-    """Add to the day's bucket; drop buckets the window at the customer's clock has left."""
-    b = c.order_buckets
-    lo = day_of(c.t_ref) - (window_days - 1)
+def add_to_buckets(b: list[Any], day: int, values: tuple[Any, ...], lo: int) -> None:
+    """Add `values` to `day`'s bucket in a flat, day-ordered list of [day, *values] records;
+    drop the buckets before day `lo` (the window at the customer's clock has left them)."""
     if day < lo:
         return  # a late event outside every future window of this customer
-    i = len(b) - 4
+    stride = len(values) + 1
+    i = len(b) - stride
     while i >= 0 and b[i] > day:
-        i -= 4
+        i -= stride
     if i >= 0 and b[i] == day:
-        b[i + 1] += orders
-        b[i + 2] += guests
-        b[i + 3] += revenue
+        for k, v in enumerate(values, start=1):
+            b[i + k] += v
     else:
-        b[i + 4:i + 4] = [day, orders, guests, revenue]
+        b[i + stride:i + stride] = [day, *values]
     if b[0] < lo:
         j = 0
         while j < len(b) and b[j] < lo:
-            j += 4
+            j += stride
         del b[:j]
+
+
+def add_order_bucket(c: Customer, day: int, orders: int, guests: int, revenue: float,
+                     window_days: int) -> None:
+    add_to_buckets(c.order_buckets, day, (orders, guests, revenue), day_of(c.t_ref) - (window_days - 1))
 
 
 def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_days: int) -> None:
-    b = c.activity_buckets
-    lo = day_of(c.t_ref) - (window_days - 1)
-    if day < lo:
-        return
-    i = len(b) - 3
-    while i >= 0 and b[i] > day:
-        i -= 3
-    if i >= 0 and b[i] == day:
-        b[i + 1] += clicks
-        b[i + 2] += social
-    else:
-        b[i + 3:i + 3] = [day, clicks, social]
-    if b[0] < lo:
-        j = 0
-        while j < len(b) and b[j] < lo:
-            j += 3
-        del b[:j]
+    add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 
 __all__ = ["Customer", "add_order_bucket", "add_activity_bucket", "DAY"]
