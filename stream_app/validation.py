@@ -32,6 +32,9 @@ REASONS: tuple[str, ...] = (
 )
 
 
+_new_tuple = tuple.__new__
+
+
 class Rejection(NamedTuple):
     reason: str
     field: str | None
@@ -188,7 +191,10 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
     if type(customer_id) is not str or not 0 < len(customer_id) <= 128:
         guest = obj.get("guest") is True if is_order else False
         customer_id = _text(obj, "customer_id", 1, 128, not guest)
-    occurred_at = _occurred_at(obj)
+    ts = obj.get("occurred_at")
+    occurred_at = parse_rfc3339(ts) if type(ts) is str else None
+    if occurred_at is None or not MIN_INSTANT <= occurred_at < MAX_INSTANT:
+        occurred_at = _occurred_at(obj)
     channel = obj.get("channel")
     if channel is not None and (type(channel) is not str or len(channel) > 32):
         channel = _text(obj, "channel", 0, 32, False)
@@ -209,9 +215,12 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
         return Event(event_id, etype, ORDERS, customer_id, occurred_at, channel, schema_version,  # type: ignore[arg-type]
                      order_id=order_id, amount=amount, guest=g is True)
     if etopic == CLICKS:
-        cart_id = _text(obj, "cart_id", 0, 128, False)
-        return Event(event_id, etype, CLICKS, customer_id, occurred_at, channel, schema_version,  # type: ignore[arg-type]
-                     cart_id=cart_id)
+        cart_id = obj.get("cart_id")
+        if cart_id is not None and (type(cart_id) is not str or len(cart_id) > 128):
+            cart_id = _text(obj, "cart_id", 0, 128, False)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ on the hottest path
+        return _new_tuple(Event, (event_id, etype, CLICKS, customer_id, occurred_at, channel,  # type: ignore[return-value]
+                                  schema_version, None, 0.0, False, cart_id, None, None, None))
     rating = nps = referred = None
     if etype == REVIEW:
         rating = _integer(obj, "rating", 1, 5, True)

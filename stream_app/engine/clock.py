@@ -41,6 +41,7 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 
 
 _DATE_CACHE: dict[str, int | None] = {}
+_HOUR_CACHE: dict[str, int] = {}
 
 
 def _date_base(text: str) -> int | None:
@@ -63,14 +64,26 @@ def parse_rfc3339(text: str) -> int | None:
     m = _RFC3339.match(text)
     if m is None:
         return None
+    if len(text) == 20:  # the common `YYYY-MM-DDTHH:MM:SSZ`: cache per date and hour
+        base_h = _HOUR_CACHE.get(text[:13])
+        if base_h is None:
+            base = _date_base(text[:10])
+            hour = int(text[11:13])
+            if base is None or hour > 23:
+                return None
+            if len(_HOUR_CACHE) > 200_000:
+                _HOUR_CACHE.clear()
+            base_h = _HOUR_CACHE[text[:13]] = base + hour * 3600 * SECOND
+        minute, sec = int(text[14:16]), int(text[17:19])
+        if minute > 59 or sec > 59:
+            return None
+        return base_h + (minute * 60 + sec) * SECOND
     base = _date_base(text[:10])
     # The pattern fixes the positions of the time fields.
     hour, minute, sec = int(text[11:13]), int(text[14:16]), int(text[17:19])
     if base is None or hour > 23 or minute > 59 or sec > 59:
         return None
     us = base + (hour * 3600 + minute * 60 + sec) * SECOND
-    if len(text) == 20:
-        return us  # the common `...SSZ` form
     frac = m[7]
     if frac:
         us += int((frac + "00000")[:6])
