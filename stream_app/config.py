@@ -38,7 +38,7 @@ class Settings:
     topic_alerts: str = "engagement.alerts"
     topic_kpis: str = "engagement.kpis"
     topic_dead_letter: str = "engagement.dead-letter"
-    store: str = "memory://"              # or rocksdb:// (rocksdict) for production
+    store: str = "memory://"              # or rocksdb:// (rocksdict) for production: state on disk
     standby_replicas: int = 1
     data_dir: str = "/tmp/engagement-scorer"
     web_host: str = "127.0.0.1"           # advertised to other workers (HTTP routing by key owner)
@@ -56,10 +56,8 @@ class Settings:
     log_format: str = "text"              # text | json
 
     def __post_init__(self) -> None:
-        if not self.store.startswith("memory://"):
-            raise ValueError(
-                f"ENGAGEMENT_STORE={self.store!r} is not supported: the batched state writes need the "
-                "in-memory store (the changelog makes it durable); use memory://")
+        if not self.store.startswith(("memory://", "rocksdb://")):
+            raise ValueError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
         if self.partitions < 1:
             raise ValueError("ENGAGEMENT_PARTITIONS must be at least 1")
 

@@ -298,9 +298,22 @@ class Scorer:
         for tier in TIERS:
             self.metrics.customers.labels(tier=tier).set(totals[tier])
 
+    @property
+    def _memory_store(self) -> bool:
+        return self.settings.store.startswith("memory://")
+
     def _store(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        """Mirror our own changelog writes into the table's local store."""
+        """Mirror our own changelog writes into the table's local store (memory or RocksDB)."""
         store = self.state.data
+        if not self._memory_store:
+            # RocksDB: Faust's own write path needs a current event; write the partition's DB.
+            db = store._db_for_partition(partition)  # type: ignore[attr-defined]  # noqa: SLF001
+            for key, value in records:
+                if value is None:
+                    db.delete(key)
+                else:
+                    db[key] = value
+            return
         data = store.data  # type: ignore[attr-defined]
         key_partition = store._key_partition  # type: ignore[attr-defined]  # noqa: SLF001
         for key, value in records:
@@ -313,12 +326,19 @@ class Scorer:
                 # partition's keys would never be dropped from the memory store.
                 key_partition[key] = partition
 
+    def _partition_records(self, partition: int) -> dict[bytes, bytes]:
+        store = self.state.data
+        prefix = f"{partition}|".encode()
+        if not self._memory_store:
+            # the partition's DB also holds Faust's own keys (its persisted changelog offset)
+            db = store._db_for_partition(partition)  # type: ignore[attr-defined]  # noqa: SLF001
+            return {bytes(k): bytes(v) for k, v in db.items() if bytes(k).startswith(prefix)}
+        return {k: v for k, v in store.data.items() if k.startswith(prefix)}  # type: ignore[attr-defined]
+
     def processor(self, partition: int) -> PartitionProcessor:
         proc = self.processors.get(partition)
         if proc is None:
-            prefix = f"{partition}|".encode()
-            records = {k: v for k, v in self.state.data.data.items()  # type: ignore[attr-defined]
-                       if k.startswith(prefix)}
+            records = self._partition_records(partition)
             proc = PartitionProcessor.restore(partition, records, self.engine_config, self.settings.input_topics)
             self.processors[partition] = proc
             log.info("partition %d ready: %d customers, offset %d", partition,

@@ -62,3 +62,27 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(broker: Embedd
         assert restored and any(int(n) > 0 and int(o) >= 0 for n, o in restored), worker.tail()
     finally:
         worker.stop()
+
+
+def test_rocksdb_store_survives_kill_9_with_its_data_dir(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    settings = isolated_settings(broker, tmp_path, store="rocksdb://")
+    lines = workload()[:10_000]
+    worker = WorkerProcess(settings, tmp_path, "rocks-before")
+    try:
+        worker.wait_ready()
+        asyncio.run(produce_lines(settings, lines[:5_000]))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "data").exists():
+            time.sleep(0.5)
+        time.sleep(3.0)
+        worker.kill()
+        worker = WorkerProcess(settings, tmp_path, "rocks-after")
+        worker.wait_ready()
+        asyncio.run(produce_lines(settings, lines[5_000:]))
+        diffs = wait_for_audit(settings)
+        assert diffs == [], "\n".join(diffs[:20]) + worker.tail()
+        restored = re.findall(r"partition \d+ ready: (\d+) customers, offset (-?\d+)", worker.tail(100_000))
+        assert restored and any(int(n) > 0 for n, _ in restored), worker.tail()
+        assert any((tmp_path / "data").rglob("*.db")) or any((tmp_path / "data").rglob("CURRENT"))
+    finally:
+        worker.stop()

@@ -30,7 +30,8 @@ def test_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_unsupported_store_is_refused() -> None:
     with pytest.raises(ValueError, match="ENGAGEMENT_STORE"):
-        Settings(store="rocksdb://")
+        Settings(store="redis://")
+    assert Settings(store="rocksdb://").store == "rocksdb://"
     with pytest.raises(ValueError, match="PARTITIONS"):
         Settings(partitions=0)
 
