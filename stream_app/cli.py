@@ -12,15 +12,18 @@ import orjson
 from stream_app.engine.config import TIERS
 
 
+def format_number(v: Any, pct: bool = False) -> str:
+    """Counts with thousands separators, money with 2 decimals, ratios as percent; n/a for null."""
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{v * 100:.1f} %"
+    return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
+
+
 def _print_summary(doc: dict[str, Any], out: Any) -> None:
     k = doc["kpis"]
-
-    def fmt(v: Any, pct: bool = False) -> str:
-        if v is None:
-            return "n/a"
-        if pct:
-            return f"{v * 100:.1f} %"
-        return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
+    fmt = format_number
 
     rows = [
         ("as of", doc["as_of"] or "n/a"),

@@ -13,10 +13,6 @@ from typing import Any
 from stream_app.engine import EngineConfig
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"ENGAGEMENT_{name}", default)
-
-
 @dataclass(frozen=True)
 class Settings:
     #: `kafka://host:port,...`; empty = start the bundled broker on loopback
@@ -97,4 +93,4 @@ def env_table() -> list[tuple[str, str, str]]:
              type(f.default).__name__) for f in fields(Settings)]
 
 
-__all__ = ["Settings", "env_table", "_env"]
+__all__ = ["Settings", "env_table"]

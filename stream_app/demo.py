@@ -44,6 +44,7 @@ from typing import Any, TextIO
 import orjson
 
 from stream_app.broker import BrokerStartError, EmbeddedBroker, _set_parent_death_signal, free_port
+from stream_app.cli import format_number
 from stream_app.config import Settings
 from stream_app.engine.config import TIERS
 
@@ -113,23 +114,15 @@ class DemoState:
 
 # -- rendering -----------------------------------------------------------------------------------
 
-def _num(v: Any, pct: bool = False) -> str:
-    if v is None:
-        return "n/a"
-    if pct:
-        return f"{v * 100:.1f} %"
-    return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
-
-
 def _kpi_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
     return [
-        ("orders", _num(k.get("orders"))),
-        ("revenue", _num(k.get("revenue"))),
-        ("average order value", _num(k.get("average_order_value"))),
-        ("customers", _num(k.get("customers"))),
-        ("repeat purchase rate", _num(k.get("repeat_purchase_rate"), pct=True)),
-        ("purchase frequency", _num(k.get("purchase_frequency"))),
-        ("guest checkout rate", _num(k.get("guest_checkout_rate"), pct=True)),
+        ("orders", format_number(k.get("orders"))),
+        ("revenue", format_number(k.get("revenue"))),
+        ("average order value", format_number(k.get("average_order_value"))),
+        ("customers", format_number(k.get("customers"))),
+        ("repeat purchase rate", format_number(k.get("repeat_purchase_rate"), pct=True)),
+        ("purchase frequency", format_number(k.get("purchase_frequency"))),
+        ("guest checkout rate", format_number(k.get("guest_checkout_rate"), pct=True)),
     ]
 
 

@@ -12,26 +12,30 @@ from aiokafka import AIOKafkaProducer
 
 from stream_app.config import Settings
 from stream_app.engine.events import TOPIC_OF_TYPE
-from stream_app.replay import iter_lines, open_events
+from stream_app.replay import is_wrapper, iter_lines, open_events, wrapper_topic
 from stream_app.stream.kafka_io import BatchSender, client_options, partition_for
 
 
-def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
-    """(topic, key) for one line; lines we cannot route go to the orders topic unkeyed, where the
-    scorer's validation turns them into dead letters (nothing is dropped on the way in)."""
+def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None, bytes]:
+    """(topic, key, value) for one line, decoding it once. A wrapper line is unwrapped (the topic
+    carries the event itself); lines we cannot route go unkeyed and unchanged to the orders topic,
+    where the scorer's validation turns them into dead letters (nothing is dropped on the way in).
+    """
     topics = settings.input_topics
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return topics["orders"], None
-    if isinstance(obj, dict) and "topic" in obj and "event" in obj and "type" not in obj:
-        name = obj.get("topic")
-        short = next((s for s, full in topics.items() if name in (s, full)), None)
-        return (topics[short] if short else topics["orders"]), _key(obj["event"])
+        return topics["orders"], None, raw
+    if is_wrapper(obj):
+        short = wrapper_topic(obj["topic"], topics)
+        if short is None:
+            return topics["orders"], _key(obj["event"]), raw
+        return topics[short], _key(obj["event"]), orjson.dumps(obj["event"])
     if isinstance(obj, dict):
-        short = TOPIC_OF_TYPE.get(obj.get("type")) if isinstance(obj.get("type"), str) else None
-        return topics[short or "orders"], _key(obj)
-    return topics["orders"], None
+        etype = obj.get("type")
+        short = TOPIC_OF_TYPE.get(etype) if isinstance(etype, str) else None
+        return topics[short or "orders"], _key(obj), raw
+    return topics["orders"], None, raw
 
 
 def _key(obj: object) -> bytes | None:
@@ -45,20 +49,6 @@ def _key(obj: object) -> bytes | None:
     return None
 
 
-def payload(raw: bytes, settings: Settings) -> bytes:
-    """Wrapped lines are unwrapped: the topic carries the event itself."""
-    if raw[:1] == b"{" and b'"topic"' in raw:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return raw
-        if isinstance(obj, dict) and "topic" in obj and "event" in obj and "type" not in obj:
-            name = obj["topic"]
-            if any(name in (s, full) for s, full in settings.input_topics.items()):
-                return orjson.dumps(obj["event"])
-    return raw
-
-
 async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float | None = None,
                         progress: bool = False, total: int | None = None) -> int:
     producer = AIOKafkaProducer(linger_ms=20, max_batch_size=262_144, **client_options(settings))
@@ -69,12 +59,12 @@ async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float 
     try:
         sender = BatchSender(producer)
         for raw in lines:
-            topic, key = route(raw, settings)
+            topic, key, value = route(raw, settings)
             n = counts.get(topic)
             if n is None:  # the topic's real partition count, whatever ENGAGEMENT_PARTITIONS says
                 n = counts[topic] = len(await producer.partitions_for(topic))
             part = partition_for(key, n) if key else sent % n
-            sender.add(topic, part, key, payload(raw, settings))
+            sender.add(topic, part, key, value)
             sent += 1
             if len(sender) >= 2000:
                 await sender.flush()

@@ -13,8 +13,7 @@ from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, format_instant, format_optional, parse_rfc3339
 from stream_app.engine.events import TOPICS
 from stream_app.validation import (
-    INVALID_FIELD, MAX_MESSAGE_BYTES, NOT_AN_OBJECT, Rejection, check_size, parse_json,
-    validate_object,
+    INVALID_FIELD, MAX_MESSAGE_BYTES, NOT_AN_OBJECT, Rejection, load_message, validate_object,
 )
 
 DEFAULT_TOPIC_NAMES: dict[str, str] = {t: f"engagement.{t}" for t in TOPICS}
@@ -33,24 +32,32 @@ def parse_as_of(text: str) -> int:
     return us
 
 
+def is_wrapper(obj: Any) -> bool:
+    """SPEC §8: an object with both `topic` and `event` and no `type`."""
+    return isinstance(obj, dict) and "topic" in obj and "event" in obj and "type" not in obj
+
+
+def wrapper_topic(name: Any, topic_names: dict[str, str] | None = None) -> str | None:
+    """The short topic a wrapper's full (`engagement.orders`) or short (`orders`) name means."""
+    names = topic_names or DEFAULT_TOPIC_NAMES
+    if type(name) is not str:
+        return None
+    return next((short for short, full in names.items() if name in (short, full)), None)
+
+
 def decode_line(
     raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP"
 ) -> Any:
     """One line (already split, without newline) -> Event | Rejection, with the §8 wrapper rule."""
-    too_large = check_size(raw, MAX_MESSAGE_BYTES)
-    if too_large is not None:
-        return too_large
-    obj, bad = parse_json(raw)
+    obj, bad = load_message(raw, MAX_MESSAGE_BYTES)
     if bad is not None:
         return bad
     topic = None
-    if isinstance(obj, dict) and "topic" in obj and "event" in obj and "type" not in obj:
-        names = topic_names or DEFAULT_TOPIC_NAMES
-        name = obj["topic"]
-        topic = next((short for short, full in names.items() if name in (short, full)), None) \
-            if type(name) is str else None
+    if is_wrapper(obj):
+        topic = wrapper_topic(obj["topic"], topic_names)
         if topic is None:
-            return Rejection(INVALID_FIELD, "topic", f"unknown topic {str(name)[:64]!r}; expected one of "
+            names = topic_names or DEFAULT_TOPIC_NAMES
+            return Rejection(INVALID_FIELD, "topic", f"unknown topic {str(obj['topic'])[:64]!r}; expected one of "
                              + ", ".join(sorted(names.values())))
         obj = obj["event"]
         if not isinstance(obj, dict):

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from stream_app.engine.clock import DAY, MINUTE, SECOND, format_instant, parse_rfc3339
+from stream_app.engine.clock import DAY, SECOND, format_instant, parse_rfc3339
 
 START = parse_rfc3339("2024-01-01T00:00:00Z")  # type: ignore[assignment]
 
@@ -123,7 +123,7 @@ class Simulator:
             yield orjson.dumps(ev)
 
 
-__all__ = ["Simulator", "BAD_LINES", "MINUTE"]
+__all__ = ["Simulator", "BAD_LINES", "live_lines"]
 
 
 def live_lines(sim: Simulator, speed: float = 1.0) -> Iterator[bytes]:

@@ -14,7 +14,7 @@ import orjson
 
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, MS, parse_rfc3339
 from stream_app.engine.events import (
-    CLICKS, ORDER_PLACED, ORDER_REFUNDED, ORDERS, REVIEW, SOCIAL, SURVEY_RESPONSE, TOPIC_OF_TYPE,
+    CLICKS, ORDER_REFUNDED, ORDERS, REVIEW, SOCIAL, SURVEY_RESPONSE, TOPIC_OF_TYPE,
     Event,
 )
 
@@ -238,14 +238,19 @@ def check_size(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Rejection | N
     return None
 
 
+def load_message(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Any, Rejection | None]:
+    """The size limit, then JSON decoding: (value, None) or (None, Rejection)."""
+    too_large = check_size(data, max_bytes)
+    if too_large is not None:
+        return None, too_large
+    return parse_json(data)
+
+
 def validate_bytes(
     data: bytes, topic: str | None = None, currency: str = "GBP", max_bytes: int = MAX_MESSAGE_BYTES
 ) -> Event | Rejection:
     """The whole SPEC §1 pipeline for one message value."""
-    too_large = check_size(data, max_bytes)
-    if too_large is not None:
-        return too_large
-    obj, bad = parse_json(data)
+    obj, bad = load_message(data, max_bytes)
     if bad is not None:
         return bad
     return validate_object(obj, topic, currency)

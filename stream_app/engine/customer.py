@@ -6,7 +6,7 @@ import math
 from array import array
 from typing import Any
 
-from stream_app.engine.clock import DAY, day_of, format_instant, format_optional
+from stream_app.engine.clock import day_of, format_instant, format_optional
 from stream_app.engine.config import TIERS, EngineConfig
 
 LN2 = math.log(2.0)
@@ -160,4 +160,4 @@ def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_
     add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 
-__all__ = ["Customer", "add_order_bucket", "add_activity_bucket", "DAY"]
+__all__ = ["Customer", "add_to_buckets", "add_order_bucket", "add_activity_bucket"]

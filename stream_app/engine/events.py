@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 ORDERS, CLICKS, SOCIAL = "orders", "clicks", "social"
@@ -58,21 +57,3 @@ class Event(NamedTuple):
     def unit_key(self) -> str:
         """The re-keying key (SPEC §2): customer_id, or order_id for anonymous guest orders."""
         return self.customer_id if self.customer_id is not None else self.order_id  # type: ignore[return-value]
-
-
-def weight(event: Event) -> float:
-    t = event.type
-    if t == ORDER_PLACED:
-        return 10.0 + min(event.amount, 400.0) / 10.0
-    if t == ORDER_REFUNDED:
-        return -min(event.amount, 400.0) / 10.0
-    return FIXED_WEIGHTS[t]
-
-
-def points(event: Event) -> int:
-    t = event.type
-    if t == ORDER_PLACED:
-        return math.floor(event.amount)
-    if t == ORDER_REFUNDED:
-        return -math.floor(event.amount)
-    return FIXED_POINTS.get(t, 0)

@@ -131,9 +131,3 @@ class KpiPartial:
             "repeat_purchase_rate": repeat / customers if customers else None,
         }
 
-
-def merge_partials(partials: list[KpiPartial], window_days: int = 365) -> KpiPartial:
-    total = KpiPartial(window_days)
-    for p in partials:
-        total.merge(p)
-    return total

@@ -15,7 +15,7 @@ from array import array
 from collections import deque
 from typing import Any
 
-from stream_app.engine.clock import DAY, day_of, format_instant, midnight_at_or_after, next_midnight_after
+from stream_app.engine.clock import DAY, format_instant, midnight_at_or_after, next_midnight_after
 from stream_app.engine.config import BRONZE, DEFAULT_CONFIG, GOLD, SILVER, TIERS, EngineConfig
 from stream_app.engine.customer import LN2, Customer, add_activity_bucket, add_order_bucket
 from stream_app.engine.events import (

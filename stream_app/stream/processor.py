@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
-from stream_app.engine.events import Event
 from stream_app.replay import decode_line
 from stream_app.validation import Rejection
 
@@ -44,8 +43,8 @@ def wrap_event(short_topic: str, raw: bytes) -> bytes:
 class PartitionBatch:
     state: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     scores: dict[str, bytes] = field(default_factory=dict)
-    tier_changes: list[tuple[str, bytes]] = field(default_factory=list)
-    alerts: list[tuple[str, bytes]] = field(default_factory=list)
+    tier_changes: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -115,9 +114,8 @@ class PartitionProcessor:
             if tc["from_tier"] is not None:
                 self.tier_counts[tc["from_tier"]] -= 1
             self.tier_counts[tc["to_tier"]] += 1
-            out.tier_changes.append((tc["customer_id"], orjson.dumps(tc)))
-        for a in alerts:
-            out.alerts.append((a["customer_id"], orjson.dumps(a)))
+        out.tier_changes = tier_changes
+        out.alerts = alerts
         for cid in sorted(changed):
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
@@ -136,6 +134,3 @@ class PartitionProcessor:
         return orjson.dumps({"partition": self.partition, "watermark": self.unit.watermark,
                              "kpis": self.unit.kpis.to_state()})
 
-
-def event_partition_key(ev: Event) -> bytes:
-    return ev.unit_key.encode()

@@ -28,7 +28,7 @@ from stream_app.engine import TIERS, KpiPartial
 from stream_app.engine.clock import format_instant, parse_rfc3339
 from stream_app.stream.metrics import Metrics
 from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic, partition_for
-from stream_app.stream.processor import PartitionProcessor, parse_state_key, wrap_event
+from stream_app.stream.processor import PartitionProcessor, wrap_event
 from stream_app.validation import Rejection, validate_bytes
 
 log = logging.getLogger("stream_app.worker")
@@ -104,9 +104,7 @@ class Scorer:
         self.kpi_version = 0
         self.kpi_published = (-1, 0.0)
         self.ready = False
-        self.counters: dict[str, int] = defaultdict(int)
         self.metrics = Metrics()
-        self._producer: AIOKafkaProducer | None = None
         self._register()
 
     def _credentials(self) -> Any:
@@ -141,7 +139,7 @@ class Scorer:
 
     # -- wiring ------------------------------------------------------------------------------
     def _register(self) -> None:
-        app, s = self.app, self.settings
+        app = self.app
         app.task(self._ingest_loop)
         app.agent(self.events, name="score")(self._score_agent)
         self.state.on_recover(self._on_recover)
@@ -174,10 +172,8 @@ class Scorer:
                     continue
                 t0 = time.perf_counter()
                 sender = BatchSender(producer)
-                rejected_before = self.counters["rejected"]
-                for tp, records in batches.items():
-                    self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
-                burst = self.counters["rejected"] - rejected_before
+                burst = sum(self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
+                            for tp, records in batches.items())
                 if burst:
                     log.warning("dead-lettered %d of %d messages in one batch", burst,
                                 sum(len(r) for r in batches.values()))
@@ -197,22 +193,23 @@ class Scorer:
             await consumer.stop()
 
     def ingest_records(self, short: str, topic_name: str, partition: int, records: list[Any],
-                       sender: BatchSender) -> None:
+                       sender: BatchSender) -> int:
+        """Validate and route one partition's fetch; returns how many were dead-lettered."""
         s = self.settings
+        rejected = 0
         for msg in records:
             raw = msg.value if msg.value is not None else b""
             result = validate_bytes(raw, short, s.currency)
             if type(result) is Rejection:
                 sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
                            dead_letter(result, topic_name, partition, msg.offset, raw))
-                self.counters[f"rejected:{result.reason}"] += 1
-                self.counters["rejected"] += 1
+                rejected += 1
                 self.metrics.events.labels(topic=short, outcome="rejected").inc()
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
             sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
-            self.counters["ingested"] += 1
+        return rejected
 
     async def _score_agent(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.settings.batch_size, within=0.05):
@@ -237,12 +234,10 @@ class Scorer:
             for cid, record in out.scores.items():
                 key = cid.encode()
                 outputs.add(s.topic_scores, partition_for(key, s.partitions), key, record)
-            for cid, record in out.tier_changes:
-                key = cid.encode()
-                outputs.add(s.topic_tier_changes, partition_for(key, s.partitions), key, record)
-            for cid, record in out.alerts:
-                key = cid.encode()
-                outputs.add(s.topic_alerts, partition_for(key, s.partitions), key, record)
+            for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):
+                for record in records:
+                    key = record["customer_id"].encode()
+                    outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))
             for offset, rejection, raw in out.rejected:
                 outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
             if out.kpis_changed:
@@ -250,10 +245,6 @@ class Scorer:
             state.extend(changelog, p, out.state)
             self._store(p, out.state)
             self._record(p, proc, out)
-            self.counters["applied"] += out.applied
-            self.counters["duplicates"] += out.duplicates
-            self.counters["tier_changes"] += len(out.tier_changes)
-            self.counters["alerts"] += len(out.alerts)
         await outputs.flush()
         await state.flush()
         self._observe(by_partition, t0)
@@ -269,11 +260,9 @@ class Scorer:
             now_us = time.time() * 1_000_000
             for at in out.applied_at:
                 m.event_lag.observe((now_us - at) / 1_000_000)
-        for tc in out.tier_changes:
-            d = orjson.loads(tc[1])
+        for d in out.tier_changes:
             m.tier_changes.labels(from_tier=d["from_tier"] or "none", to_tier=d["to_tier"], reason=d["reason"]).inc()
-        for a in out.alerts:
-            d = orjson.loads(a[1])
+        for d in out.alerts:
             m.alerts.labels(type=d["type"], severity=d["severity"]).inc()
         wm = proc.unit.watermark
         if wm is not None:
@@ -488,4 +477,4 @@ class Scorer:
         return 200, c.record(at, self.engine_config)
 
 
-__all__ = ["Scorer", "dead_letter", "AIOKafkaProducer", "asyncio"]
+__all__ = ["Scorer", "dead_letter"]
