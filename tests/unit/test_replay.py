@@ -161,3 +161,9 @@ def test_kafka_commands_need_a_broker(command: list[str], monkeypatch: pytest.Mo
     monkeypatch.delenv("ENGAGEMENT_BROKER", raising=False)
     assert main(command) == 2
     assert "set ENGAGEMENT_BROKER" in capsys.readouterr().err
+
+
+def test_summary_into_a_closed_pipe_exits_quietly() -> None:
+    proc = subprocess.run(f"{sys.executable} -m stream_app replay {DATA} --summary | head -1",
+                          shell=True, capture_output=True)
+    assert proc.stdout.startswith(b"Store KPIs") and b"Traceback" not in proc.stderr
