@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := ../shared/data/online-retail-orders.jsonl.gz
 
-.PHONY: venv demo replay-demo test test-unit bench clean
+.PHONY: venv demo replay-demo test test-unit test-chaos bench clean
 
 $(BIN)/engagement: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: venv
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
+
+# kill -9 anywhere, a worker taken over, a hung broker, SIGTERM: outputs and state against the
+# oracle (docs/RELIABILITY.md). CHAOS_SEED=<n> replays a printed seed.
+test-chaos: venv
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos
 
 bench: venv
 	$(BIN)/python -m bench.run --out bench-results.json

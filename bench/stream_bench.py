@@ -119,7 +119,7 @@ async def _drain_time(settings: Settings) -> tuple[int, int, dict[tuple[str, str
 async def bench_stream_async(n: int) -> dict[str, Any]:
     results: dict[str, Any] = {"stream_events": n}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(broker=broker.url, partitions=4, standby_replicas=0, session_timeout_s=2.0,
+        settings = Settings(broker=broker.url, partitions=4, session_timeout_s=2.0,
                             heartbeat_interval_s=0.5, fetch_max_wait_ms=50, app_id=f"bench-{uuid.uuid4().hex[:6]}",
                             data_dir=os.path.join(tmp, "data"))
         await ensure_topics(settings)

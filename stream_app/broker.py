@@ -160,6 +160,13 @@ class EmbeddedBroker:
         return f"kafka://{self.bootstrap}"
 
     @property
+    def pid(self) -> int:
+        """The broker process (the chaos suite stops and continues it)."""
+        if self._proc is None:
+            raise RuntimeError("broker not started")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -35,7 +35,6 @@ class Settings:
     topic_kpis: str = "engagement.kpis"
     topic_dead_letter: str = "engagement.dead-letter"
     store: str = "memory://"              # or rocksdb:// (rocksdict) for production: state on disk
-    standby_replicas: int = 1
     data_dir: str = "/tmp/engagement-scorer"
     web_host: str = "127.0.0.1"           # advertised to other workers (HTTP routing by key owner)
     web_bind: str = ""                    # listen address; empty = web_host (containers: 0.0.0.0)
@@ -45,6 +44,9 @@ class Settings:
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
     batch_size: int = 1000
+    #: state records per changelog record batch (0: as many as fit); the chaos suite sets it low so
+    #: one partition's batch state spans several record batches
+    changelog_batch_records: int = 0
     #: how long a fetch may wait for data; the bundled broker holds every fetch this long even
     #: when data arrives (measured: p50 415 ms at 1500 ms), so embedded mode uses 50
     fetch_max_wait_ms: int = 500

@@ -365,7 +365,7 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     try:
         broker.start()
         web_port = free_port()
-        settings = Settings(broker=broker.url, app_id="engagement-demo", standby_replicas=0,
+        settings = Settings(broker=broker.url, app_id="engagement-demo", 
                             data_dir=str(tmp / "data"), web_port=web_port, session_timeout_s=2.0,
                             heartbeat_interval_s=0.5, fetch_max_wait_ms=50, kpi_interval_s=2.0,
                             log_level="warning")

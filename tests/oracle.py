@@ -368,11 +368,17 @@ class _Unit:
         }
 
 
-def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
-    """The SPEC §8 replay document for valid ``events`` in arrival order."""
+def oracle_unit(events: list[dict]) -> _Unit:
+    """One processing unit after ``events`` (valid, in arrival order), before any final advance."""
     unit = _Unit()
     for ev in events:
         unit.offer(ev)
+    return unit
+
+
+def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
+    """The SPEC §8 replay document for valid ``events`` in arrival order."""
+    unit = oracle_unit(events)
     end = unit.watermark
     if as_of is not None:
         end = parse_instant(as_of)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from stream_app.config import Settings
+from stream_app.stream import failpoints
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def kpi_partials_topic(settings: Settings) -> str:
     return f"{settings.app_id}-kpi-partials"
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The state changelog: partition p holds unit p's state (docs/RELIABILITY.md)."""
+    return f"{settings.app_id}-state-changelog"
+
+
 def topic_specs(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
     """(name, partitions, configs) for every topic the scorer reads or writes (not changelogs)."""
     n = settings.partitions
@@ -60,6 +66,7 @@ def topic_specs(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
         (settings.topic_kpis, 1, compact),
         (settings.topic_dead_letter, n, delete),
         (kpi_partials_topic(settings), 1, compact),
+        (changelog_topic(settings), n, compact),
     ]
 
 
@@ -87,12 +94,14 @@ async def ensure_topics(settings: Settings) -> list[str]:
 class BatchSender:
     """Collects records per (topic, partition) and sends each group as few record batches.
 
-    Skipping the per-message send queue is what makes the stream fast (NOTES-broker.md), and one
-    record batch per partition is appended by the broker as a unit.
+    Skipping the per-message send queue is what makes the stream fast (NOTES-broker.md).
+    `max_records` caps the records of one record batch (0: as many as fit), which the chaos suite
+    uses to make one partition's state span several batches.
     """
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, max_records: int = 0) -> None:
         self.producer = producer
+        self.max_records = max_records
         self.records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
@@ -104,21 +113,43 @@ class BatchSender:
     def __len__(self) -> int:
         return sum(len(r) for r in self.records.values())
 
-    async def flush(self) -> None:
-        futures = []
+    def _batches(self) -> Iterator[tuple[str, int, Any]]:
+        cap = self.max_records or None
         for (topic, partition), records in self.records.items():
             batch = self.producer.create_batch()
             for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                if (cap is not None and batch.record_count() >= cap) or \
+                        batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.record_count():
+                        yield topic, partition, batch
                     batch = self.producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:
                         raise ValueError(f"a record for {topic} is larger than a producer batch")
             if batch.record_count():
-                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                yield topic, partition, batch
+
+    async def flush(self, between: str | None = None) -> dict[tuple[str, int], int]:
+        """Send everything and wait for the broker; returns the base offset of each
+        (topic, partition)'s last record batch.
+
+        With the failpoint `between` armed, batches are sent one at a time and the failpoint is
+        passed after each delivered one (a kill there leaves a partial write behind).
+        """
+        sent: list[tuple[str, int, Any]] = []
+        stepwise = between is not None and failpoints.armed(between)
+        for topic, partition, batch in self._batches():
+            future = await self.producer.send_batch(batch, topic, partition=partition)
+            sent.append((topic, partition, future))
+            if stepwise:
+                await future
+                failpoints.hit(between)  # type: ignore[arg-type]
         self.records = {}
-        if futures:
-            await asyncio.gather(*futures)
+        last: dict[tuple[str, int], int] = {}
+        if sent:
+            metas = await asyncio.gather(*(f for _, _, f in sent))
+            for (topic, partition, _), meta in zip(sent, metas):
+                last[(topic, partition)] = meta.offset
+        return last
 
 
 async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,

@@ -71,9 +71,5 @@ def register_views(scorer: Scorer) -> None:
 
 
 def owner_url(scorer: Scorer, partition: int) -> str | None:
-    """The web URL of the worker that holds `partition` of the state table, per the assignor."""
-    topic = scorer.changelog_topic
-    for url, topics in scorer.app.assignor.tables_metadata().items():
-        if partition in topics.get(topic, ()):
-            return str(url)
-    return None
+    """The web URL of the worker that scores `partition`, from the last group assignment."""
+    return scorer.scoring.owner_url(partition)

@@ -1,12 +1,11 @@
-"""The Faust shell: ingest agents, the per-partition scoring agent, state table, KPIs, HTTP API.
+"""The worker: a Faust app (lifecycle, signals, web server, timers) running three tasks.
 
-Agents only route, batch and do I/O; the scoring is `PartitionProcessor` -> engine `Unit`, the
-same code as `engagement replay`.
+- ingest: validate the input topics and re-key accepted events by customer (at-least-once);
+- scoring (`scoring.py`): the owned partitions of the re-keyed topic -> `PartitionProcessor` ->
+  outputs, then state; the state decides where each partition resumes;
+- KPIs: follow every partition's KPI partial, publish the merged store document.
 
-Per batch of the re-keyed topic: outputs (scores, tier changes, alerts) are sent and awaited
-first, then the state records (unit record last), then Faust acknowledges the batch. A crash
-before the state is written re-delivers the batch and re-publishes the same outputs
-(at-least-once, deterministic ids); a crash after it skips the already-applied offsets.
+The scoring is `PartitionProcessor` -> engine `Unit`, the same code as `engagement replay`.
 """
 
 from __future__ import annotations
@@ -21,20 +20,21 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from faust.types import TP
+from aiokafka.errors import CommitFailedError
 
 from stream_app.config import Settings
 from stream_app.engine import TIERS, KpiPartial
 from stream_app.engine.clock import format_instant, parse_rfc3339
+from stream_app.stream import failpoints
+from stream_app.stream.kafka_io import (BatchSender, client_options, consumer_options, kpi_partials_topic,
+                                        partition_for)
 from stream_app.stream.metrics import Metrics
-from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic, partition_for
-from stream_app.stream.processor import PartitionProcessor, wrap_event
+from stream_app.stream.processor import PartitionBatch, PartitionProcessor, wrap_event
+from stream_app.stream.scoring import Scoring
+from stream_app.stream.state_store import open_store
 from stream_app.validation import Rejection, validate_bytes
 
 log = logging.getLogger("stream_app.worker")
-
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
 
 def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes) -> bytes:
     return orjson.dumps({
@@ -46,50 +46,20 @@ def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, p
     })
 
 
-def _faust_fetch_wait(ms: int) -> None:
-    """Faust's aiokafka driver hard-codes fetch_max_wait_ms=1500; make it ours (process-wide).
-
-    On the bundled broker every fetch waits that long, which alone put ~1 s into the latency.
-    """
-    import types
-
-    import aiokafka
-    from faust.transport.drivers import aiokafka as driver
-
-    class Consumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["fetch_max_wait_ms"] = ms
-            super().__init__(*args, **kwargs)
-
-    shim = types.ModuleType("aiokafka")
-    shim.__dict__.update(aiokafka.__dict__)
-    shim.AIOKafkaConsumer = Consumer  # type: ignore[attr-defined]
-    driver.aiokafka = shim  # type: ignore[attr-defined]
-
-
 class Scorer:
-    """Builds the Faust app and holds the worker's in-memory units."""
+    """Builds the Faust app (lifecycle, web server, timers) and runs ingest, scoring and KPIs in it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.engine_config = s.engine_config()
-        _faust_fetch_wait(s.fetch_max_wait_ms)
-        self.app = app = faust.App(
+        self.app = faust.App(
             s.app_id,
             broker=s.broker,
-            store=s.store,
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication,
-            table_standby_replicas=s.standby_replicas,
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=s.heartbeat_interval_s,
-            broker_commit_interval=0.5,
             broker_credentials=self._credentials(),
-            consumer_auto_offset_reset="earliest",
-            stream_wait_empty=False,
-            producer_linger_ms=5,
-            producer_max_batch_size=1_000_000,
-            producer_max_request_size=1_048_576,
             web_host=s.web_host,
             web_port=s.web_port,
             web_bind=s.web_bind or s.web_host,
@@ -97,13 +67,12 @@ class Scorer:
             autodiscover=False,
             web_in_thread=False,
         )
-        self.events = app.topic(s.topic_events, partitions=s.partitions, **RAW)
-        self.state = app.Table("state", key_type=bytes, value_type=bytes, partitions=s.partitions)
-        self.processors: dict[int, PartitionProcessor] = {}
+        self.store = open_store(s.store, s.data_dir)
+        self.scoring = Scoring(self, self.store)
+        self._producer: AIOKafkaProducer | None = None
         self.kpi_partials: dict[int, tuple[int | None, KpiPartial]] = {}
         self.kpi_version = 0
         self.kpi_published = (-1, 0.0)
-        self.ready = False
         self.metrics = Metrics()
         self._register()
 
@@ -123,16 +92,25 @@ class Scorer:
         return None
 
     @property
-    def changelog_topic(self) -> str:
-        return self.state.changelog_topic.get_topic_name()
+    def ready(self) -> bool:
+        return self.scoring.ready
+
+    @property
+    def processors(self) -> dict[int, PartitionProcessor]:
+        return self.scoring.processors
 
     async def producer(self) -> AIOKafkaProducer:
-        # Faust's aiokafka producer, used directly for record batches (NOTES-broker.md).
-        await self.app.producer.maybe_start()
-        return self.app.producer._producer  # type: ignore[attr-defined,no-any-return]
+        """One producer for every output, state record and dead letter of this worker."""
+        if self._producer is None:
+            producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1_000_000,
+                                        max_request_size=1_048_576, request_timeout_ms=60_000,
+                                        **client_options(self.settings))
+            await producer.start()
+            self._producer = producer
+        return self._producer
 
     def fatal(self, exc: BaseException) -> None:
-        """A bug: stop at once without acknowledging the batch (a graceful stop would commit it)."""
+        """A bug or a broken broker: stop at once; the state decides where the restart resumes."""
         log.critical("fatal error in the scoring pipeline: %r", exc, exc_info=exc)
         logging.shutdown()
         os._exit(70)
@@ -141,21 +119,29 @@ class Scorer:
     def _register(self) -> None:
         app = self.app
         app.task(self._ingest_loop)
-        app.agent(self.events, name="score")(self._score_agent)
-        self.state.on_recover(self._on_recover)
-        app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_partitions_assigned.connect(self._on_assigned)
+        app.task(self._scoring_loop)
         app.task(self._kpi_reader)
         app.timer(interval=1.0)(self._kpi_publisher)
         from stream_app.stream.web import register_views
 
         register_views(self)
 
+    async def _scoring_loop(self) -> None:
+        try:
+            await self.scoring.run(await self.producer())
+        except asyncio.CancelledError:  # a clean stop (SIGTERM): the scoring consumer has left the group
+            self.store.close()
+            if self._producer is not None:
+                await self._producer.stop()
+            raise
+        except Exception as exc:  # noqa: BLE001 - see fatal()
+            self.fatal(exc)
+
     async def _ingest_loop(self) -> None:
         """Validate and re-key the input topics with a plain aiokafka consumer group.
 
-        Ingest needs no table, so it skips Faust's per-event machinery (the throughput ceiling,
-        NOTES-broker.md): whole fetches are validated and sent as record batches, then committed.
+        Whole fetches are validated and sent as record batches, then their offsets committed:
+        at-least-once, and a re-sent re-keyed message is a duplicate event id for the engine.
         """
         s = self.settings
         short_of = {name: short for short, name in s.input_topics.items()}
@@ -178,7 +164,13 @@ class Scorer:
                     log.warning("dead-lettered %d of %d messages in one batch", burst,
                                 sum(len(r) for r in batches.values()))
                 await sender.flush()
-                await consumer.commit()
+                failpoints.hit("ingest_after_send")
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
+                except CommitFailedError as exc:
+                    # A rebalance moved these partitions: their new owner re-sends from the last
+                    # commit, and the engine ignores the re-sent event ids.
+                    log.warning("ingest offsets not committed (%r): the batch will be re-sent", exc)
                 self.metrics.batch_duration.labels(stage="ingest").observe(time.perf_counter() - t0)
                 for tp, records in batches.items():
                     hw = consumer.highwater(tp)
@@ -211,45 +203,8 @@ class Scorer:
             sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
         return rejected
 
-    async def _score_agent(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(self.settings.batch_size, within=0.05):
-            try:
-                await self.score_batch(events)
-            except Exception as exc:  # noqa: BLE001 - a bug; see fatal()
-                self.fatal(exc)
-
-    async def score_batch(self, events: list[Any]) -> None:
-        s = self.settings
-        t0 = time.perf_counter()
-        by_partition: dict[int, list[tuple[int, bytes | None]]] = defaultdict(list)
-        for ev in events:
-            by_partition[ev.message.partition].append((ev.message.offset, ev.message.value))
-        outputs = BatchSender(await self.producer())
-        state = BatchSender(outputs.producer)
-        changelog = self.changelog_topic
-        partials = kpi_partials_topic(s)
-        for p, messages in by_partition.items():
-            proc = self.processor(p)
-            out = proc.process(messages)
-            for cid, record in out.scores.items():
-                key = cid.encode()
-                outputs.add(s.topic_scores, partition_for(key, s.partitions), key, record)
-            for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):
-                for record in records:
-                    key = record["customer_id"].encode()
-                    outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))
-            for offset, rejection, raw in out.rejected:
-                outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
-            if out.kpis_changed:
-                outputs.add(partials, 0, str(p).encode(), proc.kpi_partial_record())
-            state.extend(changelog, p, out.state)
-            self._store(p, out.state)
-            self._record(p, proc, out)
-        await outputs.flush()
-        await state.flush()
-        self._observe(by_partition, t0)
-
-    def _record(self, p: int, proc: PartitionProcessor, out: Any) -> None:
+    # -- metrics of the scoring path -----------------------------------------------------------
+    def record_metrics(self, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
         m = self.metrics
         for (topic, outcome), n in out.outcomes.items():
             m.events.labels(topic=topic, outcome=outcome).inc(n)
@@ -268,12 +223,13 @@ class Scorer:
         if wm is not None:
             m.watermark.labels(partition=str(p)).set(wm / 1_000_000)
 
-    def _observe(self, by_partition: dict[int, Any], t0: float) -> None:
+    def observe_batch(self, partitions: list[int], t0: float) -> None:
         m = self.metrics
         m.batch_duration.labels(stage="score").observe(time.perf_counter() - t0)
-        for p in by_partition:
-            hw = self.app.consumer.highwater(TP(self.settings.topic_events, p))
+        consumer = self.scoring.consumer
+        for p in partitions:
             proc = self.processors.get(p)
+            hw = consumer.highwater(TopicPartition(self.settings.topic_events, p)) if consumer else None
             if hw is not None and proc is not None:
                 m.consumer_lag.labels(topic=self.settings.topic_events, partition=str(p)).set(
                     max(0, hw - proc.offset - 1))
@@ -281,128 +237,11 @@ class Scorer:
 
     def update_tier_gauges(self) -> None:
         totals: dict[str, int] = defaultdict(int)
-        for proc in self.processors.values():
+        for proc in list(self.processors.values()):
             for tier, n in proc.tier_counts.items():
                 totals[tier] += n
         for tier in TIERS:
             self.metrics.customers.labels(tier=tier).set(totals[tier])
-
-    @property
-    def _memory_store(self) -> bool:
-        return self.settings.store.startswith("memory://")
-
-    def _store(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        """Mirror our own changelog writes into the table's local store (memory or RocksDB)."""
-        store = self.state.data
-        if not self._memory_store:
-            # RocksDB: Faust's own write path needs a current event; write the partition's DB.
-            db = store._db_for_partition(partition)  # type: ignore[attr-defined]  # noqa: SLF001
-            for key, value in records:
-                if value is None:
-                    db.delete(key)
-                else:
-                    db[key] = value
-            return
-        data = store.data  # type: ignore[attr-defined]
-        key_partition = store._key_partition  # type: ignore[attr-defined]  # noqa: SLF001
-        for key, value in records:
-            if value is None:
-                data.pop(key, None)
-                key_partition.pop(key, None)
-            else:
-                data[key] = value
-                # Faust records key partitions only during recovery; without this a revoked
-                # partition's keys would never be dropped from the memory store.
-                key_partition[key] = partition
-
-    def _partition_records(self, partition: int) -> dict[bytes, bytes]:
-        store = self.state.data
-        prefix = f"{partition}|".encode()
-        if not self._memory_store:
-            # the partition's DB also holds Faust's own keys (its persisted changelog offset)
-            db = store._db_for_partition(partition)  # type: ignore[attr-defined]  # noqa: SLF001
-            return {bytes(k): bytes(v) for k, v in db.items() if bytes(k).startswith(prefix)}
-        return {k: v for k, v in store.data.items() if k.startswith(prefix)}  # type: ignore[attr-defined]
-
-    def processor(self, partition: int) -> PartitionProcessor:
-        proc = self.processors.get(partition)
-        if proc is None:
-            records = self._partition_records(partition)
-            proc = PartitionProcessor.restore(partition, records, self.engine_config, self.settings.input_topics)
-            self.processors[partition] = proc
-            log.info("partition %d ready: %d customers, offset %d", partition,
-                     len(proc.unit.customers), proc.offset)
-        return proc
-
-    # -- recovery ----------------------------------------------------------------------------
-    async def _on_recover(self) -> None:
-        try:
-            t0 = time.monotonic()
-            actives = sorted(tp.partition for tp in self.app.assignor.assigned_actives()
-                             if tp.topic == self.changelog_topic)
-            repaired = await self._repair_changelog_tail(actives)
-            self.processors = {}
-            for p in actives:
-                self.processor(p)
-            self.ready = True
-            m = self.metrics
-            m.recovering.set(0)
-            m.ready.set(1)
-            m.recovery_duration.set(time.monotonic() - t0)
-            m.recovery_partitions.set(len(actives))
-            m.watermark.clear()
-            for p, proc in self.processors.items():
-                if proc.unit.watermark is not None:
-                    m.watermark.labels(partition=str(p)).set(proc.unit.watermark / 1_000_000)
-            self.update_tier_gauges()
-            log.info("recovered %d partitions in %.2fs (%d tail records re-read)", len(actives),
-                     time.monotonic() - t0, repaired)
-        except Exception as exc:  # noqa: BLE001 - Faust would swallow it
-            self.fatal(exc)
-
-    async def _repair_changelog_tail(self, partitions: list[int]) -> int:
-        """Read each changelog partition's last batch up to the real high-water mark.
-
-        The bundled broker reports end offsets at the start of a partition's last batch, where
-        Faust's recovery stops (NOTES-broker.md). Re-reading from there is harmless on real
-        Kafka (the last values again) and completes the state here.
-        """
-        if not partitions:
-            return 0
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **consumer_options(self.settings))
-        await consumer.start()
-        n = 0
-        try:
-            tps = [TopicPartition(self.changelog_topic, p) for p in partitions]
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                consumer.seek(tp, max(0, ends[tp] - 1))
-            pending = set(tps)
-            deadline = time.monotonic() + 60
-            while pending and time.monotonic() < deadline:
-                batches = await consumer.getmany(*pending, timeout_ms=300, max_records=10_000)
-                for tp, records in batches.items():
-                    for r in records:
-                        self._store(tp.partition, [(r.key, r.value)])
-                        n += 1
-                for tp in list(pending):
-                    hw = consumer.highwater(tp)
-                    if hw is not None and await consumer.position(tp) >= hw:
-                        pending.discard(tp)
-        finally:
-            await consumer.stop()
-        return n
-
-    async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
-        self.metrics.rebalances.inc()
-        self.metrics.recovering.set(1)
-        log.info("partitions assigned: %d topic partitions", len(assigned))
-
-    async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
-        for tp in revoked:
-            if tp.topic == self.settings.topic_events:
-                self.processors.pop(tp.partition, None)
 
     # -- store KPIs ----------------------------------------------------------------------------
     async def _kpi_reader(self) -> None:
@@ -436,7 +275,7 @@ class Scorer:
 
     def is_kpi_leader(self) -> bool:
         """The owner of partition 0 publishes the store-wide KPIs, so they are published once."""
-        return TP(self.changelog_topic, 0) in self.app.assignor.assigned_actives()
+        return 0 in self.processors
 
     async def _kpi_publisher(self) -> None:
         if not self.ready or not self.kpi_partials:
@@ -451,6 +290,7 @@ class Scorer:
         doc = self.kpi_document()
         self.metrics.set_kpis(doc)
         producer = await self.producer()
+        failpoints.hit("kpi_publish")
         await producer.send_and_wait(self.settings.topic_kpis, orjson.dumps(doc), key=b"store", partition=0)
         self.kpi_published = (self.kpi_version, now)
 

@@ -25,7 +25,7 @@ def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Se
     tag = uuid.uuid4().hex[:8]
     names = {f"topic_{t}": f"t{tag}.{t}" for t in
              ("orders", "clicks", "social", "events", "scores", "tier_changes", "alerts", "kpis", "dead_letter")}
-    base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4, standby_replicas=0,
+    base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4,
                                 session_timeout_s=2.0, heartbeat_interval_s=0.5, fetch_max_wait_ms=50, data_dir=str(tmp / "data"),
                                 kpi_interval_s=2.0, log_level="info", **names)
     base.update(overrides)
@@ -35,11 +35,11 @@ def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Se
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, tmp: Path, name: str = "w1") -> None:
+    def __init__(self, settings: Settings, tmp: Path, name: str = "w1", **env_extra: str) -> None:
         self.port = free_port()
         self.log_path = tmp / f"{name}.log"
         env = {**os.environ, **settings.to_env(), "ENGAGEMENT_WEB_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **env_extra}
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)

@@ -1,0 +1,251 @@
+"""The scoring path: the re-keyed partitions this worker owns, read in large fetches and committed
+batch by batch in one order: outputs, then state (unit record last), then the local store.
+
+**The state decides where a partition resumes.** On assignment a partition is paused, its state
+is restored from the local store and the changelog (`changelog.py`), and only then is it sought
+to the unit record's offset + 1, whatever offset the consumer group holds (that offset is
+committed for monitoring tools only). A partition is revoked only between batches, so no write
+for it is in flight when another worker starts restoring it.
+
+A gap (a fetch that starts after the next offset the state expects) is sought back once; a batch
+is never applied past a message it has not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from stream_app.stream import failpoints
+from stream_app.stream.assignor import OwnerAssignor
+from stream_app.stream.changelog import ChangelogMismatch, ChangelogReplayer, restore_partition
+from stream_app.stream.kafka_io import (BatchSender, changelog_topic, consumer_options, kpi_partials_topic,
+                                        partition_for)
+from stream_app.stream.processor import PartitionBatch, PartitionProcessor
+from stream_app.stream.state_store import StateStore
+
+if TYPE_CHECKING:
+    from stream_app.stream.worker import Scorer
+
+log = logging.getLogger("stream_app.scoring")
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, scoring: Scoring) -> None:
+        self.scoring = scoring
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.scoring.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # No await before the pause: the fetcher must not read a new partition before its restore.
+        self.scoring.on_assigned(assigned)
+
+
+class Scoring:
+    def __init__(self, scorer: Scorer, store: StateStore) -> None:
+        self.scorer = scorer
+        self.settings = s = scorer.settings
+        self.store = store
+        self.changelog = changelog_topic(s)
+        self.assignor = OwnerAssignor(f"http://{s.web_host}:{s.web_port}")
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.assigned: set[int] = set()
+        self.to_restore: set[int] = set()
+        self.joined = False
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._reseek: dict[int, int] = {}
+        self._committed_at = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.joined and not self.to_restore
+
+    def owner_url(self, partition: int) -> str | None:
+        return self.assignor.owners.get(partition)
+
+    # -- group membership ------------------------------------------------------------------------
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        new = {tp for tp in assigned if tp.partition not in self.processors}
+        consumer.pause(*new)
+        self.assigned = {tp.partition for tp in assigned}
+        self.to_restore |= {tp.partition for tp in new}
+        self.joined = True
+        m = self.scorer.metrics
+        m.rebalances.inc()
+        m.recovering.set(1 if self.to_restore else 0)
+        m.ready.set(0 if self.to_restore else 1)
+        log.info("partitions assigned: %s (%d to restore)", sorted(self.assigned), len(self.to_restore))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:  # waits for the batch in flight: no write for a moving partition
+            self.joined = False
+            for tp in revoked:
+                self.processors.pop(tp.partition, None)
+                self.to_restore.discard(tp.partition)
+                self.store.release(tp.partition)
+                try:
+                    self.scorer.metrics.watermark.remove(str(tp.partition))
+                except KeyError:
+                    pass
+            self.assigned -= {tp.partition for tp in revoked}
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def run(self, producer: AIOKafkaProducer) -> None:
+        s = self.settings
+        self.consumer = consumer = AIOKafkaConsumer(
+            group_id=f"{s.app_id}-scoring", enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
+            partition_assignment_strategy=(self.assignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
+            **consumer_options(s))
+        restorer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **consumer_options(s))
+        consumer.subscribe([s.topic_events], listener=_Listener(self))
+        await consumer.start()
+        await restorer.start()
+        try:
+            while True:
+                while self.to_restore:
+                    await self.restore(min(self.to_restore), restorer, producer)
+                batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size)
+                if batches:
+                    async with self.lock:
+                        await self.commit_batch(batches, producer)
+                await self._commit_offsets()
+        finally:
+            await restorer.stop()
+            await consumer.stop()
+
+    async def restore(self, p: int, restorer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        """Local store + changelog -> a processor; then the partition resumes at its unit offset + 1."""
+        async with self.lock:
+            if p not in self.to_restore:
+                return  # revoked meanwhile
+            t0 = time.monotonic()
+            tp = TopicPartition(self.changelog, p)
+            records, offset = self.store.load(p)
+            replayer = ChangelogReplayer(p, records, offset, self.store)
+            try:
+                await restore_partition(restorer, tp, replayer)
+            except ChangelogMismatch as exc:
+                log.warning("%s: restoring partition %d from the start of the changelog", exc, p)
+                self.store.reset(p)
+                replayer = ChangelogReplayer(p, {}, -1, self.store)
+                await restore_partition(restorer, tp, replayer)
+            rollback = replayer.rollback()
+            if rollback:
+                log.warning("partition %d: discarded %d state records of an unfinished batch", p,
+                            len(replayer.pending))
+                sender = BatchSender(producer)
+                sender.extend(self.changelog, p, rollback)
+                last = await sender.flush()
+                self.store.write(p, rollback, last.get((self.changelog, p), replayer.offset))
+            proc = PartitionProcessor.restore(p, replayer.records, self.scorer.engine_config,
+                                              self.settings.input_topics)
+            self.processors[p] = proc
+            self.to_restore.discard(p)
+            consumer = self.consumer
+            assert consumer is not None
+            events_tp = TopicPartition(self.settings.topic_events, p)
+            consumer.seek(events_tp, proc.offset + 1)
+            consumer.resume(events_tp)
+            m = self.scorer.metrics
+            m.recovery_duration.set(time.monotonic() - t0)
+            m.recovery_partitions.set(len(self.processors))
+            if proc.unit.watermark is not None:
+                m.watermark.labels(partition=str(p)).set(proc.unit.watermark / 1_000_000)
+            if not self.to_restore:
+                m.recovering.set(0)
+                m.ready.set(1)
+            self.scorer.update_tier_gauges()
+            log.info("partition %d ready: %d customers, offset %d (%d changelog records read, %.2fs)", p,
+                     len(proc.unit.customers), proc.offset, replayer.read, time.monotonic() - t0)
+
+    def _contiguous(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """The records that continue the partition's state; a gap is sought back once."""
+        proc = self.processors[tp.partition]
+        expected = proc.offset + 1
+        first = records[0].offset
+        if first <= expected:
+            return records
+        if self._reseek.get(tp.partition) != expected:
+            self._reseek[tp.partition] = expected
+            log.warning("partition %d: fetch starts at offset %d, the state expects %d: seeking back",
+                        tp.partition, first, expected)
+            assert self.consumer is not None
+            self.consumer.seek(tp, expected)
+            return []
+        log.error("partition %d: offsets %d..%d are gone from the topic (retention?); continuing at %d",
+                  tp.partition, expected, first - 1, first)
+        return records
+
+    async def commit_batch(self, batches: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer) -> None:
+        s = self.settings
+        t0 = time.perf_counter()
+        outputs = BatchSender(producer)
+        state = BatchSender(producer, s.changelog_batch_records)
+        done: list[tuple[int, PartitionProcessor, PartitionBatch]] = []
+        for tp, records in batches.items():
+            p = tp.partition
+            if p not in self.processors or not records:
+                continue  # revoked, or waiting for its restore (which seeks it again)
+            records = self._contiguous(tp, records)
+            if not records:
+                continue
+            proc = self.processors[p]
+            out = proc.process([(r.offset, r.value) for r in records])
+            self._add_outputs(outputs, p, proc, out)
+            state.extend(self.changelog, p, out.state)
+            done.append((p, proc, out))
+        if not done:
+            return
+        await outputs.flush()
+        failpoints.hit("score_after_outputs")
+        written = await state.flush(between="score_mid_state")
+        failpoints.hit("score_after_state")
+        for p, proc, out in done:
+            if out.state:
+                self.store.write(p, out.state, written[(self.changelog, p)])
+            self.scorer.record_metrics(p, proc, out)
+        self.scorer.observe_batch([p for p, _, _ in done], t0)
+
+    def _add_outputs(self, outputs: BatchSender, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
+        s = self.settings
+        for cid, record in out.scores.items():
+            key = cid.encode()
+            outputs.add(s.topic_scores, partition_for(key, s.partitions), key, record)
+        for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):
+            for record in records:
+                key = record["customer_id"].encode()
+                outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))
+        from stream_app.stream.worker import dead_letter
+
+        for offset, rejection, raw in out.rejected:
+            outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
+        if out.kpis_changed:
+            outputs.add(kpi_partials_topic(s), 0, str(p).encode(), proc.kpi_partial_record())
+
+    async def _commit_offsets(self) -> None:
+        """Offsets for monitoring tools (lag); the state, not these, decides where a partition resumes."""
+        now = time.monotonic()
+        if now - self._committed_at < 1.0 or not self.processors or self.consumer is None:
+            return
+        self._committed_at = now
+        offsets = {TopicPartition(self.settings.topic_events, p): proc.offset + 1
+                   for p, proc in self.processors.items() if proc.offset >= 0}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance in progress: the next commit carries it
+            log.debug("offset commit skipped: %r", exc)
