@@ -16,7 +16,8 @@ def main() -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--customers", type=int, default=1_000_000)
     p.add_argument("--stream-events", dest="stream_events", type=int, default=500_000)
-    p.add_argument("--only", choices=["engine", "stream"], default=None)
+    p.add_argument("--recovery-customers", dest="recovery_customers", type=int, default=1_000_000)
+    p.add_argument("--only", choices=["engine", "stream", "recovery"], default=None)
     args = p.parse_args()
     results: dict[str, object] = {}
     if args.only in (None, "engine"):
@@ -24,6 +25,10 @@ def main() -> int:
         print(orjson.dumps(results).decode(), file=sys.stderr)
         results.update(bench_online_retail())
         results.update(bench_memory(args.customers))
+    if args.only in (None, "recovery"):
+        from bench.recovery_bench import bench_recovery
+
+        results.update(bench_recovery(args.recovery_customers))
     if args.only in (None, "stream"):
         from bench.stream_bench import bench_stream
 

@@ -10,20 +10,14 @@ writes a *rollback*: the committed value (or a tombstone) of every key of that t
 unit record again, so the newest value of every key in the topic is committed state again (a
 compacted topic keeps only the newest).
 
-`ChangelogReplayer` is the rule, pure; `restore_partition` feeds it from Kafka.
+`ChangelogReplayer` is the rule, pure; `restore.read_changelog` feeds it from Kafka.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
-
-from stream_app.stream import failpoints
 from stream_app.stream.state_store import Record, StateStore
 
 log = logging.getLogger(__name__)
@@ -84,46 +78,3 @@ class ChangelogReplayer:
         out: list[Record] = [(k, self.records.get(k)) for k in keys]
         out.append((self.unit_key, self.records.get(self.unit_key)))
         return out
-
-
-async def restore_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, replayer: ChangelogReplayer,
-                            stall_s: float = 60.0) -> None:
-    """Feed `replayer` every changelog record after its offset, up to the high-water mark.
-
-    The high-water mark comes from fetch responses: the bundled broker's ListOffsets answers the
-    start of the last record batch instead (NOTES-broker.md), which is where Faust's own recovery
-    stopped short. A restore that makes no progress for `stall_s` raises.
-    """
-    consumer.assign([tp])
-    if replayer.offset >= 0:
-        consumer.seek(tp, replayer.offset + 1)
-    else:
-        await consumer.seek_to_beginning(tp)
-    progress = time.monotonic()
-    while True:
-        try:
-            batches = await consumer.getmany(tp, timeout_ms=200, max_records=20_000)
-        except OffsetOutOfRangeError as exc:
-            raise ChangelogMismatch(tp.partition, replayer.offset) from exc
-        records = batches.get(tp, [])
-        if records:
-            progress = time.monotonic()
-            replayer.feed_many((r.offset, r.key, r.value) for r in records)
-            failpoints.hit("recovery_mid")
-            continue
-        hw = consumer.highwater(tp)
-        position = await consumer.position(tp)
-        if hw is not None and position >= hw:
-            return
-        if time.monotonic() - progress > stall_s:
-            raise TimeoutError(f"changelog partition {tp.partition}: no progress for {stall_s:.0f}s "
-                               f"at offset {position} (high-water mark {hw})")
-        await asyncio.sleep(0)
-
-
-class ChangelogMismatch(Exception):
-    """The topic has no record after the local store's offset (recreated, or cut by retention)."""
-
-    def __init__(self, partition: int, offset: int) -> None:
-        super().__init__(f"changelog partition {partition} has no offset {offset + 1}")
-        self.partition = partition

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,10 +24,10 @@ from aiokafka.errors import KafkaError
 
 from stream_app.stream import failpoints
 from stream_app.stream.assignor import OwnerAssignor
-from stream_app.stream.changelog import ChangelogMismatch, ChangelogReplayer, restore_partition
 from stream_app.stream.kafka_io import (BatchSender, changelog_topic, consumer_options, kpi_partials_topic,
                                         partition_for)
 from stream_app.stream.processor import PartitionBatch, PartitionProcessor
+from stream_app.stream.restore import restore_units
 from stream_app.stream.state_store import StateStore
 
 if TYPE_CHECKING:
@@ -115,8 +114,8 @@ class Scoring:
         await restorer.start()
         try:
             while True:
-                while self.to_restore:
-                    await self.restore(min(self.to_restore), restorer, producer)
+                if self.to_restore:
+                    await self.restore_pending(restorer, producer)
                 batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size)
                 if batches:
                     async with self.lock:
@@ -126,50 +125,35 @@ class Scoring:
             await restorer.stop()
             await consumer.stop()
 
-    async def restore(self, p: int, restorer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        """Local store + changelog -> a processor; then the partition resumes at its unit offset + 1."""
-        async with self.lock:
-            if p not in self.to_restore:
-                return  # revoked meanwhile
+    async def restore_pending(self, restorer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        """Restore every newly assigned partition, then resume each at its unit offset + 1."""
+        async with self.lock:  # a revoke waits: no rollback is written for a partition that moved
+            parts = sorted(self.to_restore)
+            if not parts:
+                return
             t0 = time.monotonic()
-            tp = TopicPartition(self.changelog, p)
-            records, offset = self.store.load(p)
-            replayer = ChangelogReplayer(p, records, offset, self.store)
-            try:
-                await restore_partition(restorer, tp, replayer)
-            except ChangelogMismatch as exc:
-                log.warning("%s: restoring partition %d from the start of the changelog", exc, p)
-                self.store.reset(p)
-                replayer = ChangelogReplayer(p, {}, -1, self.store)
-                await restore_partition(restorer, tp, replayer)
-            rollback = replayer.rollback()
-            if rollback:
-                log.warning("partition %d: discarded %d state records of an unfinished batch", p,
-                            len(replayer.pending))
-                sender = BatchSender(producer)
-                sender.extend(self.changelog, p, rollback)
-                last = await sender.flush()
-                self.store.write(p, rollback, last.get((self.changelog, p), replayer.offset))
-            proc = PartitionProcessor.restore(p, replayer.records, self.scorer.engine_config,
-                                              self.settings.input_topics)
-            self.processors[p] = proc
-            self.to_restore.discard(p)
+            done = await restore_units(parts, self.store, restorer, producer, self.changelog,
+                                       self.scorer.engine_config, self.settings.input_topics)
             consumer = self.consumer
             assert consumer is not None
-            events_tp = TopicPartition(self.settings.topic_events, p)
-            consumer.seek(events_tp, proc.offset + 1)
-            consumer.resume(events_tp)
             m = self.scorer.metrics
-            m.recovery_duration.set(time.monotonic() - t0)
-            m.recovery_partitions.set(len(self.processors))
-            if proc.unit.watermark is not None:
-                m.watermark.labels(partition=str(p)).set(proc.unit.watermark / 1_000_000)
-            if not self.to_restore:
-                m.recovering.set(0)
-                m.ready.set(1)
+            for p, (proc, replayer) in sorted(done.items()):
+                self.processors[p] = proc
+                events_tp = TopicPartition(self.settings.topic_events, p)
+                consumer.seek(events_tp, proc.offset + 1)
+                consumer.resume(events_tp)
+                if proc.unit.watermark is not None:
+                    m.watermark.labels(partition=str(p)).set(proc.unit.watermark / 1_000_000)
+                log.info("partition %d ready: %d customers, offset %d (%d changelog records read)", p,
+                         len(proc.unit.customers), proc.offset, replayer.read)
+            self.to_restore.clear()
+            elapsed = time.monotonic() - t0
+            m.recovery_duration.set(elapsed)
+            m.recovery_partitions.set(len(parts))
+            m.recovering.set(0)
+            m.ready.set(1)
             self.scorer.update_tier_gauges()
-            log.info("partition %d ready: %d customers, offset %d (%d changelog records read, %.2fs)", p,
-                     len(proc.unit.customers), proc.offset, replayer.read, time.monotonic() - t0)
+            log.info("restored %d partitions in %.2fs", len(parts), elapsed)
 
     def _contiguous(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
         """The records that continue the partition's state; a gap is sought back once."""
