@@ -15,7 +15,7 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit
-from stream_app.replay import decode_line
+from stream_app.lines import decode_line
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection
 

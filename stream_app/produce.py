@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from stream_app.config import Settings
 from stream_app.engine.events import TOPIC_OF_TYPE
-from stream_app.replay import is_wrapper, iter_lines, open_events, wrapper_topic
+from stream_app.lines import is_wrapper, iter_lines, open_events, wrapper_topic
 from stream_app.stream.kafka_io import BatchSender, client_options, partition_for
 
 

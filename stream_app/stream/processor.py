@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
-from stream_app.replay import decode_line
+from stream_app.lines import decode_line
 from stream_app.validation import Rejection
 
 CUSTOMER, EVENT_ID, UNIT = "c", "e", "u"

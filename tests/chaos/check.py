@@ -20,7 +20,7 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import DEFAULT_CONFIG, Customer
-from stream_app.replay import decode_line
+from stream_app.lines import decode_line
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.stream.kafka_io import changelog_topic, consumer_options

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from stream_app.engine import DEFAULT_CONFIG, Unit
-from stream_app.replay import decode_line
+from stream_app.lines import decode_line
 from stream_app.simulate import Simulator
 from stream_app.stream.processor import PartitionProcessor, parse_state_key, state_key, wrap_event
 
