@@ -8,7 +8,7 @@ DATA := ../shared/data/online-retail-orders.jsonl.gz
 $(BIN)/engagement: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -c constraints.txt
 	touch $(BIN)/engagement
 
 venv: $(BIN)/engagement

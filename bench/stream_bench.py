@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -21,11 +21,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.broker import EmbeddedBroker, free_port
-from stream_app.config import Settings
+from stream_app.config import EMBEDDED_PROFILE, Settings
 from stream_app.engine.clock import SECOND, format_instant
 from stream_app.produce import produce_lines
 from stream_app.simulate import Simulator
 from stream_app.stream.kafka_io import client_options, ensure_topics, read_topic
+from stream_app.stream.launch import stop_process, worker_process
 
 
 async def _consume_count(settings: Settings, topics: list[str], n: int) -> float:
@@ -51,7 +52,8 @@ async def _faust_iterate(settings: Settings, topics: list[str], n: int, datadir:
     import faust
 
     app = faust.App(f"bench-iter-{uuid.uuid4().hex[:6]}", broker=settings.broker, store="memory://",
-                    broker_session_timeout=2.0, broker_heartbeat_interval=0.5, web_enabled=False,
+                    broker_session_timeout=settings.session_timeout_s,
+                    broker_heartbeat_interval=settings.heartbeat_interval_s, web_enabled=False,
                     autodiscover=False, consumer_auto_offset_reset="earliest", topic_partitions=settings.partitions,
                     datadir=datadir)
     src = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -77,10 +79,7 @@ async def _faust_iterate(settings: Settings, topics: list[str], n: int, datadir:
 
 
 def _start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env(), "ENGAGEMENT_WEB_PORT": str(free_port()),
-           "ENGAGEMENT_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env,
-                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    return worker_process(dataclasses.replace(settings, web_port=free_port(), log_level="warning"), log_path)
 
 
 async def _wait_scored(settings: Settings, expected_applied: int, timeout: float) -> None:
@@ -119,9 +118,8 @@ async def _drain_time(settings: Settings) -> tuple[int, int, dict[tuple[str, str
 async def bench_stream_async(n: int) -> dict[str, Any]:
     results: dict[str, Any] = {"stream_events": n}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(broker=broker.url, partitions=4, session_timeout_s=2.0,
-                            heartbeat_interval_s=0.5, fetch_max_wait_ms=50, app_id=f"bench-{uuid.uuid4().hex[:6]}",
-                            data_dir=os.path.join(tmp, "data"))
+        settings = Settings(broker=broker.url, partitions=4, app_id=f"bench-{uuid.uuid4().hex[:6]}",
+                            data_dir=os.path.join(tmp, "data"), **EMBEDDED_PROFILE)
         await ensure_topics(settings)
         lines = list(Simulator(customers=20_000, seed=5, days=365).lines(n))
         t0 = time.perf_counter()
@@ -176,11 +174,7 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
                 results["latency_p50_ms"] = round(lat[len(lat) // 2], 1)
                 results["latency_p99_ms"] = round(lat[int(len(lat) * 0.99)], 1)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_process(worker, 20)
     return results
 
 

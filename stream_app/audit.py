@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from stream_app.config import Settings
-from stream_app.engine import KpiPartial, Unit
+from stream_app.engine import KpiPartial, Unit, store_document
 from stream_app.lines import decode_line
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection
@@ -47,8 +47,7 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
     records: dict[str, dict[str, Any]] = {}
     tier_changes: dict[str, list[dict[str, Any]]] = {}
     alerts: dict[str, list[dict[str, Any]]] = {}
-    merged = KpiPartial(cfg.order_window_days)
-    as_of: int | None = None
+    parts: list[tuple[int | None, KpiPartial]] = []
     for p in sorted(partitions):
         unit = Unit(cfg)
         for msg in partitions[p]:
@@ -60,12 +59,10 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
         for a in unit.alerts:
             alerts.setdefault(a["customer_id"], []).append(a)
         for cid, c in unit.customers.items():
-            records[cid] = c.record(c.t_ref, cfg)
-        merged.merge(unit.kpis)
-        if unit.watermark is not None and (as_of is None or unit.watermark > as_of):
-            as_of = unit.watermark
+            records[cid] = c.snapshot(cfg)
+        parts.append((unit.watermark, unit.kpis))
     return {"records": records, "tier_changes": tier_changes, "alerts": alerts,
-            "kpis": merged.document(as_of)}
+            "kpis": store_document(parts, cfg.order_window_days)}
 
 
 async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:

@@ -33,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
-__all__ = ["BrokerStartError", "EmbeddedBroker", "free_port"]
+__all__ = ["BrokerStartError", "EmbeddedBroker", "die_with_parent", "free_port"]
 
 # Environment variables Tansu reads as option defaults (see module docstring). RUST_LOG at
 # info logs every storage call, which costs CPU and fills the log.
@@ -97,15 +98,15 @@ def _probe(host: str, port: int, timeout: float) -> bool:
     return correlation_id == 1 and n_brokers > 0
 
 
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    # Linux: the broker gets SIGTERM when the process that started it dies, even by
-    # SIGKILL, so a crashed test run does not leave brokers holding memory.
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """A `preexec_fn` (Linux): the child gets SIGTERM when the process that started it dies, even
+    by SIGKILL, so a crashed test run or demo does not leave brokers or workers behind."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - best effort: it must never stop the child from starting
         pass
 
 
@@ -222,7 +223,7 @@ class EmbeddedBroker:
                 env=env,
                 # Own process group: a Ctrl-C in the terminal reaches us, and we stop it.
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - one prctl
             )
         self._port = port
         self._wait_ready()
@@ -288,7 +289,7 @@ class EmbeddedBroker:
 
     # -- context manager -------------------------------------------------------------
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

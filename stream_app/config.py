@@ -6,11 +6,13 @@ bundled broker answers JoinGroup only after half the session timeout (NOTES-brok
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from stream_app.engine import EngineConfig
+from stream_app.engine import TIERS, EngineConfig, InvalidConfig
+from stream_app.engine.clock import DAY, HOUR, MINUTE
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class Settings:
     web_bind: str = ""                    # listen address; empty = web_host (containers: 0.0.0.0)
     web_port: int = 6066
     currency: str = "GBP"
+    # -- the engine's numbers (SPEC defaults; `engine_config()` turns them into an EngineConfig) --
+    half_life_days: float = 30.0          # score half-life H (SPEC §3)
+    tier_bounds: str = "silver=20,gold=60,platinum=150"  # lower bounds on S; bronze is 0 (SPEC §5)
+    demotion_factor: float = 0.8          # demote only below this × the current tier's bound
+    order_window_days: int = 365          # orders_365d, revenue_365d and the store KPIs (§4, §7)
+    activity_window_days: int = 30        # clicks_30d, social_30d (§4)
+    cart_timeout_minutes: float = 60.0    # abandoned-cart timeout after a checkout (§6)
+    churn_inactivity_days: float = 30.0   # churn_risk after this long without activity (§6)
+    feedback_cooldown_hours: float = 24.0  # at most one negative_feedback alert per this (§6)
+    dedupe_horizon_days: float = 7.0      # how long an applied event id is remembered (§2)
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
@@ -58,6 +70,8 @@ class Settings:
             raise ValueError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
         if self.partitions < 1:
             raise ValueError("ENGAGEMENT_PARTITIONS must be at least 1")
+        self.engine_config()  # an invalid engine number fails here, at start
+
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -67,7 +81,11 @@ class Settings:
             if raw is None:
                 continue
             kind = type(f.default)
-            values[f.name] = kind(raw) if kind in (int, float) else raw
+            try:
+                values[f.name] = kind(raw) if kind in (int, float) else raw
+            except ValueError:
+                raise ValueError(f"ENGAGEMENT_{f.name.upper()}={raw!r}: expected "
+                                 f"{'an integer' if kind is int else 'a number'}") from None
         values.update(overrides)
         return cls(**values)
 
@@ -81,12 +99,65 @@ class Settings:
         return {"orders": self.topic_orders, "clicks": self.topic_clicks, "social": self.topic_social}
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(currency=self.currency)
+        """The engine's parameters; a ValueError naming the variable when one is invalid."""
+        try:
+            return EngineConfig(
+                half_life=_micros("half_life_days", self.half_life_days, DAY),
+                tier_bounds=parse_tier_bounds(self.tier_bounds),
+                demotion_factor=self.demotion_factor,
+                order_window_days=self.order_window_days,
+                activity_window_days=self.activity_window_days,
+                cart_timeout=_micros("cart_timeout_minutes", self.cart_timeout_minutes, MINUTE),
+                churn_after=_micros("churn_inactivity_days", self.churn_inactivity_days, DAY),
+                feedback_cooldown=_micros("feedback_cooldown_hours", self.feedback_cooldown_hours, HOUR),
+                dedupe_horizon=_micros("dedupe_horizon_days", self.dedupe_horizon_days, DAY),
+                currency=self.currency,
+            )
+        except InvalidConfig as exc:
+            name = _SETTING_OF_ENGINE_FIELD[exc.field]
+            raise ValueError(f"ENGAGEMENT_{name.upper()}={getattr(self, name)!r}: {exc.problem}") from None
 
     @property
     def bootstrap(self) -> str:
         """`host:port,...` as aiokafka wants it."""
         return ",".join(u.split("://", 1)[-1] for u in self.broker.split(",") if u)
+
+
+#: EngineConfig field -> the setting it comes from (to name the variable in an error)
+_SETTING_OF_ENGINE_FIELD = {
+    "half_life": "half_life_days", "tier_bounds": "tier_bounds", "demotion_factor": "demotion_factor",
+    "order_window_days": "order_window_days", "activity_window_days": "activity_window_days",
+    "cart_timeout": "cart_timeout_minutes", "churn_after": "churn_inactivity_days",
+    "feedback_cooldown": "feedback_cooldown_hours", "dedupe_horizon": "dedupe_horizon_days",
+    "currency": "currency",
+}
+
+
+def _micros(name: str, value: float, unit: int) -> int:
+    """A duration setting in `unit`s -> engine microseconds; NaN and infinity are refused here."""
+    if not math.isfinite(value):
+        raise ValueError(f"ENGAGEMENT_{name.upper()}={value!r}: must be a finite number")
+    return round(value * unit)
+
+
+def parse_tier_bounds(text: str) -> tuple[float, ...]:
+    """`silver=20,gold=60,platinum=150` (any order, each tier once) -> (0, 20, 60, 150)."""
+    named: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, number = part.partition("=")
+        name = name.strip().lower()
+        try:
+            value = float(number) if sep else None
+        except ValueError:
+            value = None
+        if value is None or name not in TIERS[1:] or name in named:
+            break
+        named[name] = value
+    else:
+        if len(named) == len(TIERS) - 1:
+            return (0.0, *(named[t] for t in TIERS[1:]))
+    raise ValueError(f"ENGAGEMENT_TIER_BOUNDS={text!r}: expected silver=N,gold=N,platinum=N "
+                     "(bronze is 0)")
 
 
 def env_table() -> list[tuple[str, str, str]]:
@@ -95,4 +166,9 @@ def env_table() -> list[tuple[str, str, str]]:
              type(f.default).__name__) for f in fields(Settings)]
 
 
-__all__ = ["Settings", "env_table"]
+__all__ = ["Settings", "env_table", "parse_tier_bounds"]
+
+#: The bundled broker's profile: it answers JoinGroup only after half the session timeout and
+#: holds every fetch for its full wait (NOTES-broker.md), so the embedded mode, the demo, the tests
+#: and the bench all use these. Apply with `dataclasses.replace(settings, **EMBEDDED_PROFILE)`.
+EMBEDDED_PROFILE: dict[str, Any] = {"session_timeout_s": 2.0, "heartbeat_interval_s": 0.5, "fetch_max_wait_ms": 50}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import shutil
@@ -35,18 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
-from stream_app.broker import BrokerStartError, EmbeddedBroker, _set_parent_death_signal, free_port
-from stream_app.cli import format_number
-from stream_app.config import Settings
-from stream_app.engine.config import TIERS
+from stream_app.broker import BrokerStartError, EmbeddedBroker, free_port
+from stream_app.config import EMBEDDED_PROFILE, Settings
+from stream_app.report import DemoState, render_compact, render_full
+from stream_app.stream.launch import stop_process, worker_process
 
 __all__ = ["run_demo"]
 
@@ -54,136 +51,6 @@ DEMO_SPEED = 3600.0  # event time runs an hour per second, so carts, sweeps and 
 REFRESH_S = 1.0
 WORKER_STOP_TIMEOUT_S = 10.0
 CLEAR = "\x1b[H\x1b[2J"
-
-
-@dataclass
-class DemoState:
-    """Everything the view shows; updated by the producer counter, the consumer and the KPI poller."""
-
-    started: float = field(default_factory=time.monotonic)
-    produced: int = 0
-    customers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (tier, events_total)
-    scored: int = 0
-    score_records: int = 0
-    tier_changes: int = 0
-    alerts: int = 0
-    rejected: int = 0
-    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
-    latest_scores: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=6))
-    kpis: dict[str, Any] | None = None
-    worker_ready_after: float | None = None
-    first_score_after: float | None = None
-    # (elapsed, produced, scored) at the last refreshes: rates over a few seconds, as the worker
-    # publishes in batches
-    samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque([(0.0, 0, 0)], maxlen=6))
-    produce_rate: float = 0.0
-    score_rate: float = 0.0
-    interrupted: bool = False  # Ctrl-C or SIGTERM
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def on_score(self, record: dict[str, Any]) -> None:
-        cid = record.get("customer_id")
-        if not isinstance(cid, str):
-            return
-        total = int(record.get("events_total") or 0)
-        _, before = self.customers.get(cid, ("", 0))
-        self.customers[cid] = (str(record.get("tier")), total)
-        self.scored += total - before
-        self.score_records += 1
-        self.latest_scores.append(record)
-        if self.first_score_after is None:
-            self.first_score_after = self.elapsed()
-
-    def sample(self) -> None:
-        now = self.elapsed()
-        t, p, s = self.samples[0]
-        dt = now - t
-        if dt > 0:
-            self.produce_rate = (self.produced - p) / dt
-            self.score_rate = max(0, self.scored - s) / dt
-        self.samples.append((now, self.produced, self.scored))
-
-    def tier_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(TIERS, 0)
-        for tier, _ in self.customers.values():
-            counts[tier] = counts.get(tier, 0) + 1
-        return counts
-
-
-# -- rendering -----------------------------------------------------------------------------------
-
-def _kpi_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        ("orders", format_number(k.get("orders"))),
-        ("revenue", format_number(k.get("revenue"))),
-        ("average order value", format_number(k.get("average_order_value"))),
-        ("customers", format_number(k.get("customers"))),
-        ("repeat purchase rate", format_number(k.get("repeat_purchase_rate"), pct=True)),
-        ("purchase frequency", format_number(k.get("purchase_frequency"))),
-        ("guest checkout rate", format_number(k.get("guest_checkout_rate"), pct=True)),
-    ]
-
-
-def _status_line(st: DemoState) -> str:
-    return (f"produced {st.produced:,} ({st.produce_rate:,.0f}/s) | scored {st.scored:,} "
-            f"({st.score_rate:,.0f}/s) | tier changes {st.tier_changes:,} | alerts {st.alerts:,} | "
-            f"rejected {st.rejected:,}")
-
-
-def render_full(st: DemoState, header: str) -> str:
-    """The terminal view (redrawn in place)."""
-    lines = [f"engagement demo  {st.elapsed():5.0f}s   {header}   (Ctrl-C to stop)", "",
-             _status_line(st)]
-    if st.worker_ready_after is None:
-        lines.append("worker starting ...")
-    lines += ["", f"{'tier':<10} {'customers':>10} {'share':>8}"]
-    counts = st.tier_counts()
-    total = sum(counts.values()) or 1
-    for tier in TIERS:
-        n = counts.get(tier, 0)
-        lines.append(f"{tier:<10} {n:>10,} {n / total * 100:>6.1f} %")
-    lines += ["", "latest alerts"]
-    if not st.latest_alerts:
-        lines.append("  (none yet)")
-    for a in reversed(st.latest_alerts):
-        lines.append(f"  {str(a.get('type')):<18} {str(a.get('severity')):<7} "
-                     f"{str(a.get('customer_id')):<14} {a.get('at')}")
-    lines += ["", "latest scores"]
-    if not st.latest_scores:
-        lines.append("  (none yet)")
-    for r in reversed(st.latest_scores):
-        lines.append(f"  {str(r.get('customer_id')):<14} {float(r.get('score') or 0):>9.2f}  {r.get('tier')}")
-    lines += [""]
-    if st.kpis is None:
-        lines.append("store KPIs: waiting for the worker ...")
-    else:
-        lines.append(f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})")
-        for name, value in _kpi_pairs(st.kpis):
-            lines.append(f"  {name:<22} {value:>14}")
-    return "\n".join(lines)
-
-
-def render_compact(st: DemoState) -> str:
-    """One block per refresh for pipes and files."""
-    counts = st.tier_counts()
-    total = sum(counts.values()) or 1
-    tiers = " | ".join(f"{t} {counts.get(t, 0):,} ({counts.get(t, 0) / total * 100:.1f} %)" for t in TIERS)
-    lines = [f"[{st.elapsed():5.1f}s] {_status_line(st)}", f"  tiers: {tiers}"]
-    if st.latest_alerts:
-        lines.append("  alerts: " + "; ".join(
-            f"{a.get('type')}/{a.get('severity')} {a.get('customer_id')} {a.get('at')}"
-            for a in reversed(st.latest_alerts)))
-    if st.latest_scores:
-        lines.append("  scores: " + "; ".join(
-            f"{r.get('customer_id')} {float(r.get('score') or 0):.2f} {r.get('tier')}"
-            for r in itertools.islice(reversed(st.latest_scores), 3)))
-    if st.kpis is None:
-        lines.append("  kpis: waiting for the worker")
-    else:
-        lines.append("  kpis: " + " | ".join(f"{n} {v}" for n, v in _kpi_pairs(st.kpis)))
-    return "\n".join(lines)
 
 
 # -- the async part ------------------------------------------------------------------------------
@@ -252,7 +119,7 @@ async def _poll_kpis(web_url: str, st: DemoState) -> None:
                         st.kpis = orjson.loads(await resp.read())
                         if st.worker_ready_after is None:
                             st.worker_ready_after = st.elapsed()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError):
+            except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
                 pass
             await asyncio.sleep(REFRESH_S if st.worker_ready_after is not None else 0.3)
 
@@ -317,30 +184,6 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
 
 # -- processes -----------------------------------------------------------------------------------
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "worker"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            # Own session: a Ctrl-C in the terminal reaches only us, and we stop the worker in
-            # order (producer first, broker last). It dies with us if we are killed.
-            start_new_session=True,
-            preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
-        )
-
-
-def _stop_worker(proc: subprocess.Popen[bytes], force: list[bool]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
-        while proc.poll() is None and time.monotonic() < deadline and not force[0]:
-            time.sleep(0.05)
-        if proc.poll() is None:
-            proc.kill()
-    proc.wait()
-
-
 def _tail(path: Path, n: int = 3000) -> str:
     try:
         return path.read_bytes()[-n:].decode("utf-8", "replace")
@@ -365,17 +208,16 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
     try:
         broker.start()
         web_port = free_port()
-        settings = Settings(broker=broker.url, app_id="engagement-demo", 
-                            data_dir=str(tmp / "data"), web_port=web_port, session_timeout_s=2.0,
-                            heartbeat_interval_s=0.5, fetch_max_wait_ms=50, kpi_interval_s=2.0,
-                            log_level="warning")
+        settings = Settings(broker=broker.url, app_id="engagement-demo", data_dir=str(tmp / "data"),
+                            web_port=web_port, kpi_interval_s=2.0, log_level="warning", **EMBEDDED_PROFILE)
         from stream_app.stream.kafka_io import ensure_topics
 
         asyncio.run(ensure_topics(settings))
-        worker = _start_worker(settings, worker_log)
+        # Its own session: a Ctrl-C in the terminal reaches only us, and we stop the worker in
+        # order (producer first, broker last). It dies with us if we are killed.
+        worker = worker_process(settings, worker_log, detach=True)
         web_url = f"http://{settings.web_host}:{web_port}"
-        broker_pid = getattr(getattr(broker, "_proc", None), "pid", None)
-        header = f"broker {broker.url} (pid {broker_pid})  worker {web_url} (pid {worker.pid})"
+        header = f"broker {broker.url} (pid {broker.pid})  worker {web_url} (pid {worker.pid})"
         if not _write(out, f"demo: {header}; worker log {worker_log}\n"):
             raise KeyboardInterrupt  # nobody reads: stop as if interrupted
         asyncio.run(_live(settings, st, worker, web_url, duration, customers, rate, out, tty, header))
@@ -398,7 +240,7 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         if tty:
             _write(out, "\nstopping ...\n")
         if worker is not None:
-            _stop_worker(worker, force)
+            stop_process(worker, WORKER_STOP_TIMEOUT_S, lambda: force[0])
         broker.stop()
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()

@@ -7,7 +7,7 @@ a wall clock. Fractions finer than a microsecond are truncated (documented in th
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 US = 1
 MS = 1_000
@@ -105,7 +105,7 @@ def format_instant(us: int) -> str:
     days, rem = divmod(secs, 86_400)
     date = _DAY_TEXT.get(days)
     if date is None:
-        date = datetime.fromtimestamp(days * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+        date = datetime.fromtimestamp(days * 86_400, tz=UTC).strftime("%Y-%m-%d")
         if len(_DAY_TEXT) > 100_000:
             _DAY_TEXT.clear()
         _DAY_TEXT[days] = date

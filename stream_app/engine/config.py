@@ -1,8 +1,14 @@
-"""The engine's parameters (SPEC defaults). Injected, never read from the environment here."""
+"""The engine's parameters (SPEC defaults). Injected, never read from the environment here.
+
+Durations are integer microseconds like every engine instant (`clock`); windows are whole UTC days
+(SPEC §2). `stream_app.config.Settings.engine_config()` builds one from `ENGAGEMENT_*` variables.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 
@@ -10,10 +16,20 @@ TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
 BRONZE, SILVER, GOLD, PLATINUM = range(4)
 
 
+class InvalidConfig(ValueError):
+    """A parameter outside its domain; `field` names the EngineConfig field so that a shell can
+    name its own setting (an environment variable) in the message."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     half_life: int = 30 * DAY
-    #: lower bounds on S, index = tier (bronze, silver, gold, platinum)
+    #: lower bounds on S, index = tier (bronze, silver, gold, platinum); bronze is always 0
     tier_bounds: tuple[float, ...] = (0.0, 20.0, 60.0, 150.0)
     demotion_factor: float = 0.8
     dedupe_horizon: int = 7 * DAY
@@ -27,10 +43,23 @@ class EngineConfig:
     currency: str = "GBP"
 
     def __post_init__(self) -> None:
-        if len(self.tier_bounds) != len(TIERS) or list(self.tier_bounds) != sorted(self.tier_bounds):
-            raise ValueError("tier_bounds must give 4 ascending lower bounds")
-        if self.half_life <= 0:
-            raise ValueError("half_life must be positive")
+        b = self.tier_bounds
+        if (len(b) != len(TIERS) or b[0] != 0 or not all(math.isfinite(x) for x in b)
+                or any(lo >= hi for lo, hi in pairwise(b))):
+            raise InvalidConfig("tier_bounds", f"must increase: bronze 0 < silver < gold < platinum, got {b}")
+        for name in ("half_life", "dedupe_horizon", "cart_timeout", "churn_after"):
+            if getattr(self, name) <= 0:
+                raise InvalidConfig(name, "must be positive")
+        if self.feedback_cooldown < 0:
+            raise InvalidConfig("feedback_cooldown", "must not be negative")
+        if not 0 < self.demotion_factor <= 1:
+            raise InvalidConfig("demotion_factor", f"must lie in (0, 1], got {self.demotion_factor}")
+        for name in ("order_window_days", "activity_window_days"):
+            if getattr(self, name) < 1:
+                raise InvalidConfig(name, "must be at least 1 day")
+        cur = self.currency
+        if len(cur) != 3 or not cur.isascii() or not cur.isalpha() or not cur.isupper():
+            raise InvalidConfig("currency", f"must be a 3-letter upper-case currency code, got {cur!r}")
 
 
 DEFAULT_CONFIG = EngineConfig()

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from typing import Any, NamedTuple
 
 from stream_app.engine.clock import day_of, format_instant, format_optional
 from stream_app.engine.config import TIERS, EngineConfig
+from stream_app.engine.kpis import NO_ORDER_DAYS, TopOrderDays
 
 LN2 = math.log(2.0)
+
+
+class CartTimer(NamedTuple):
+    """A pending abandoned-cart timer (SPEC §6), for the customer's latest checkout."""
+
+    deadline: int
+    checkout_event_id: str
+    cart_id: str | None
+    checkout_at: int
+
+
+class AsOfBeforeClock(ValueError):
+    """A record was asked for before the customer's clock: history before it is not kept (the
+    score and the windows are folded into the clock), so that record cannot be computed."""
+
+    def __init__(self, as_of: int, clock: int) -> None:
+        super().__init__(f"as_of {format_instant(as_of)} is before the customer's clock "
+                         f"{format_instant(clock)}")
+        self.as_of = as_of
+        self.clock = clock
 
 
 class Customer:
@@ -19,7 +40,8 @@ class Customer:
     t_ref is the largest occurred_at applied, so decay factors are always ≤ 1 (DESIGN.md).
     """
 
-    __slots__ = (
+    # in the order of `to_state` (grouped by meaning, not sorted)
+    __slots__ = (  # noqa: RUF023
         "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
         "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
         "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
@@ -42,16 +64,19 @@ class Customer:
         self.activity_buckets: list[int] = []
         self.tier = -1  # -1 = no tier yet (before the first applied event)
         self.tier_since = t
-        #: the days of the two latest order_placed events (-1 when fewer), for distinct counts
-        self.top_order_days: tuple[int, int] = (-1, -1)
-        #: pending abandoned-cart timer: (deadline, checkout_event_id, cart_id, checkout_at)
-        self.cart: tuple[int, str, str | None, int] | None = None
+        self.top_order_days = NO_ORDER_DAYS
+        self.cart: CartTimer | None = None
         self.latest_checkout_at: int | None = None
         #: instants of applied orders at or after the latest checkout (late checkouts need them)
         self.order_instants: array[int] = array("q")
         self.feedback_at: int | None = None  # `at` of the last raised negative_feedback alert
         self.churn_alerted = False
         self.due_day = -1  # day index of the next sweep that must look at this customer
+
+    @property
+    def clock(self) -> int:
+        """The customer's clock: the largest occurred_at of its applied events (SPEC §2)."""
+        return self.t_ref
 
     def score_at(self, t: int, half_life: int) -> float:
         """S(t) for t ≥ t_ref (the raw, possibly negative sum)."""
@@ -81,8 +106,15 @@ class Customer:
                 social += b[i + 2]
         return clicks, social
 
-    def record(self, as_of: int, cfg: EngineConfig) -> dict[str, Any]:
-        """The SPEC §4 customer record read at `as_of` (≥ the customer's clock)."""
+    def read(self, as_of: int | None, cfg: EngineConfig) -> dict[str, Any]:
+        """The SPEC §4 customer record as of `as_of` (None: the customer's clock).
+
+        Raises AsOfBeforeClock for an instant before the clock.
+        """
+        if as_of is None:
+            as_of = self.t_ref
+        elif as_of < self.t_ref:
+            raise AsOfBeforeClock(as_of, self.t_ref)
         orders, guests, revenue = self.window_orders(as_of, cfg.order_window_days)
         clicks, social = self.window_activity(as_of, cfg.activity_window_days)
         return {
@@ -106,6 +138,10 @@ class Customer:
             "events_total": self.events_total,
         }
 
+    def snapshot(self, cfg: EngineConfig) -> dict[str, Any]:
+        """The record at the customer's clock: what the stream publishes on an update (SPEC §2)."""
+        return self.read(None, cfg)
+
     # -- serialization: a flat list, compact under orjson -------------------------------------
     def to_state(self) -> list[Any]:
         return [
@@ -124,8 +160,8 @@ class Customer:
          c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
          c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
          c.churn_alerted, c.due_day) = s
-        c.top_order_days = (top[0], top[1])
-        c.cart = (cart[0], cart[1], cart[2], cart[3]) if cart else None
+        c.top_order_days = TopOrderDays(top[0], top[1])
+        c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
         c.order_instants = array("q", instants)
         return c
 
@@ -160,4 +196,7 @@ def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_
     add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 
-__all__ = ["Customer", "add_to_buckets", "add_order_bucket", "add_activity_bucket"]
+__all__ = [
+    "AsOfBeforeClock", "CartTimer", "Customer", "TopOrderDays", "add_activity_bucket",
+    "add_order_bucket", "add_to_buckets",
+]

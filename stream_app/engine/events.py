@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 ORDERS, CLICKS, SOCIAL = "orders", "clicks", "social"
@@ -23,7 +24,7 @@ TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
 }
 TOPIC_OF_TYPE: dict[str, str] = {t: topic for topic, ts in TYPES_BY_TOPIC.items() for t in ts}
 
-#: SPEC §3 fixed weights (orders depend on the amount, see `weight`).
+#: SPEC §3 fixed weights and points (orders depend on the amount: see `weight` and `points`).
 FIXED_WEIGHTS: dict[str, float] = {
     "page_view": 0.1, "product_view": 0.2, "search": 0.2, "add_to_cart": 1.0,
     CHECKOUT_STARTED: 2.0, "email_open": 0.5, "email_click": 1.0, "push_open": 0.5,
@@ -33,6 +34,8 @@ FIXED_WEIGHTS: dict[str, float] = {
 FIXED_POINTS: dict[str, int] = {
     REVIEW: 50, "referral": 200, "follow": 20, "share": 10, SURVEY_RESPONSE: 10,
 }
+#: an order's weight counts its amount only up to this (SPEC §3)
+ORDER_AMOUNT_CAP = 400.0
 
 
 class Event(NamedTuple):
@@ -57,3 +60,23 @@ class Event(NamedTuple):
     def unit_key(self) -> str:
         """The re-keying key (SPEC §2): customer_id, or order_id for anonymous guest orders."""
         return self.customer_id if self.customer_id is not None else self.order_id  # type: ignore[return-value]
+
+
+def weight(ev: Event) -> float:
+    """SPEC §3 weight `w` of an applied event in the decayed score."""
+    etype = ev.type
+    if etype == ORDER_PLACED:
+        return 10.0 + min(ev.amount, ORDER_AMOUNT_CAP) / 10.0
+    if etype == ORDER_REFUNDED:
+        return -min(ev.amount, ORDER_AMOUNT_CAP) / 10.0
+    return FIXED_WEIGHTS[etype]
+
+
+def points(ev: Event) -> int:
+    """SPEC §3 loyalty points an applied event adds (negative for a refund)."""
+    etype = ev.type
+    if etype == ORDER_PLACED:
+        return math.floor(ev.amount)
+    if etype == ORDER_REFUNDED:
+        return -math.floor(ev.amount)
+    return FIXED_POINTS.get(etype, 0)

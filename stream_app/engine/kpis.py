@@ -9,13 +9,25 @@ exactly one unit.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from stream_app.engine.clock import day_of, format_optional
 
 
+class TopOrderDays(NamedTuple):
+    """Day indexes of a customer's two latest order_placed events (-1 when fewer): it has ≥ 1
+    order in a window iff `latest` is in it, ≥ 2 iff `second` is."""
+
+    latest: int
+    second: int
+
+
+NO_ORDER_DAYS = TopOrderDays(-1, -1)
+
+
 class KpiPartial:
-    __slots__ = ("window_days", "buckets", "latest", "second", "floor_day")
+    __slots__ = ("buckets", "floor_day", "latest", "second", "window_days")
 
     def __init__(self, window_days: int = 365) -> None:
         self.window_days = window_days
@@ -46,6 +58,18 @@ class KpiPartial:
         if b is None:
             b = self.buckets[day] = [0, 0, 0, 0.0]
         b[3] -= amount
+
+    def add_order_day(self, top: TopOrderDays, day: int) -> TopOrderDays:
+        """A customer with latest order days `top` placed an order on `day`: its new top days."""
+        latest, second = top
+        if day >= latest:
+            new = TopOrderDays(day, latest)
+        elif day > second:
+            new = TopOrderDays(latest, day)
+        else:
+            return top
+        self.move_customer(top, new)
+        return new
 
     def move_customer(self, old: tuple[int, int], new: tuple[int, int]) -> None:
         """A customer's (latest, second-latest) order days changed from `old` to `new`."""
@@ -131,3 +155,16 @@ class KpiPartial:
             "repeat_purchase_rate": repeat / customers if customers else None,
         }
 
+
+
+def store_document(parts: Iterable[tuple[int | None, KpiPartial]], window_days: int) -> dict[str, Any]:
+    """The store KPI document from every unit's (watermark, partial), read at the largest
+    watermark (None when no unit has applied an event). Partials add up because every customer
+    lives in exactly one unit (SPEC §7)."""
+    merged = KpiPartial(window_days)
+    as_of: int | None = None
+    for watermark, partial in parts:
+        merged.merge(partial)
+        if watermark is not None and (as_of is None or watermark > as_of):
+            as_of = watermark
+    return merged.document(as_of)

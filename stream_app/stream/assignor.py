@@ -4,6 +4,9 @@ Each member sends its web URL and the partitions it holds; the group leader keep
 with its current holder while that holder is under its fair share (so a rebalance moves as little
 state as possible), hands the rest to the least-loaded members, and sends everyone the whole
 partition -> URL map, which the HTTP API uses to forward a customer to its owner.
+
+aiokafka's assignor protocol is semi-private: it is imported through `compat.py`, which says what
+we rely on, and `tests/unit/test_compat.py` checks it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import logging
 from collections.abc import Iterable, Mapping
 
 import orjson
-from aiokafka.cluster import ClusterMetadata
-from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+from stream_app.stream.compat import (
+    AbstractPartitionAssignor,
+    ClusterMetadata,
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 
 log = logging.getLogger(__name__)
 

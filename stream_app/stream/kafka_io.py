@@ -15,6 +15,7 @@ from aiokafka.partitioner import murmur2
 
 from stream_app.config import Settings
 from stream_app.stream import failpoints
+from stream_app.stream.compat import refresh_metadata
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,11 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for aiokafka clients from the security settings."""
+    """Connection options for aiokafka clients from the security settings.
+
+    The one mapping of `ENGAGEMENT_SECURITY_PROTOCOL`, `_SSL_*` and `_SASL_*`: the Faust app's
+    credentials (`faust_credentials`) are derived from it.
+    """
     opts: dict[str, Any] = {"bootstrap_servers": settings.bootstrap,
                             "security_protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
@@ -35,6 +40,20 @@ def client_options(settings: Settings) -> dict[str, Any]:
                     sasl_plain_username=settings.sasl_username,
                     sasl_plain_password=settings.sasl_password)
     return opts
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """`broker_credentials` for the Faust app: the same security as `client_options`."""
+    import faust
+
+    opts = client_options(settings)
+    ctx = opts.get("ssl_context")
+    if "sasl_mechanism" in opts:
+        return faust.SASLCredentials(username=opts["sasl_plain_username"], password=opts["sasl_plain_password"],
+                                     ssl_context=ctx, mechanism=opts["sasl_mechanism"])
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
 
 
 def consumer_options(settings: Settings) -> dict[str, Any]:
@@ -167,7 +186,7 @@ async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first use of the topic
+            await refresh_metadata(consumer)  # first use of the topic
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:

@@ -7,10 +7,18 @@ in `_total`, and every label has a small fixed set of values (never a customer i
 from __future__ import annotations
 
 import platform
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import stream_app
+from stream_app.engine import TIERS
+
+if TYPE_CHECKING:
+    from stream_app.stream.processor import PartitionBatch, PartitionProcessor
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -69,6 +77,36 @@ class Metrics:
                     pass
             else:
                 self.kpi.labels(kpi=name).set(float(value))  # type: ignore[arg-type]
+
+    # -- the scoring path ----------------------------------------------------------------------
+    def record_partition_batch(self, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
+        """Counters and the watermark after one partition's batch was committed."""
+        for (topic, outcome), n in out.outcomes.items():
+            self.events.labels(topic=topic, outcome=outcome).inc(n)
+        for _, rejection, _ in out.rejected:
+            self.events.labels(topic="events", outcome="rejected").inc()
+            self.dead_letters.labels(reason=rejection.reason).inc()
+        if out.applied_at:
+            now_us = time.time() * 1_000_000
+            for at in out.applied_at:
+                self.event_lag.observe((now_us - at) / 1_000_000)
+        for d in out.tier_changes:
+            self.tier_changes.labels(from_tier=d["from_tier"] or "none", to_tier=d["to_tier"],
+                                     reason=d["reason"]).inc()
+        for d in out.alerts:
+            self.alerts.labels(type=d["type"], severity=d["severity"]).inc()
+        wm = proc.unit.watermark
+        if wm is not None:
+            self.watermark.labels(partition=str(p)).set(wm / 1_000_000)
+
+    def set_tier_counts(self, processors: Mapping[int, PartitionProcessor]) -> None:
+        """Customers per tier over the owned partitions."""
+        totals: dict[str, int] = defaultdict(int)
+        for proc in list(processors.values()):
+            for tier, n in proc.tier_counts.items():
+                totals[tier] += n
+        for tier in TIERS:
+            self.customers.labels(tier=tier).set(totals[tier])
 
 
 METRIC_NAMES: tuple[str, ...] = (

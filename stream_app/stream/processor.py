@@ -63,7 +63,7 @@ class PartitionProcessor:
         self.unit = unit
         self.offset = offset  # last applied offset of the re-keyed topic partition
         self.topic_names = topic_names
-        unit.id_log = []
+        unit.dedupe.log = []  # remembered and forgotten ids become state records
         self.tier_counts: dict[str, int] = {t: 0 for t in TIERS}
         for c in unit.customers.values():
             self.tier_counts[TIERS[c.tier]] += 1
@@ -119,10 +119,10 @@ class PartitionProcessor:
         for cid in sorted(changed):
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
-            out.scores[cid] = orjson.dumps(c.record(c.t_ref, cfg))
-        for eid, at in unit.id_log:  # type: ignore[union-attr]
+            out.scores[cid] = orjson.dumps(c.snapshot(cfg))
+        for eid, at in unit.dedupe.log:  # type: ignore[union-attr]
             out.state.append((state_key(p, EVENT_ID, eid), None if at is None else orjson.dumps(at)))
-        unit.id_log = []
+        unit.dedupe.log = []
         if out.applied or out.skipped or out.rejected or out.duplicates:
             core = unit.core_state()
             core["offset"] = self.offset

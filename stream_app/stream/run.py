@@ -6,12 +6,9 @@ import asyncio
 import dataclasses
 import logging
 
-from stream_app.config import Settings
+from stream_app.config import EMBEDDED_PROFILE, Settings
 
 log = logging.getLogger("stream_app.worker")
-
-#: The bundled broker answers JoinGroup after half the session timeout (NOTES-broker.md).
-EMBEDDED_TIMEOUTS = {"session_timeout_s": 2.0, "heartbeat_interval_s": 0.5, "fetch_max_wait_ms": 50}
 
 
 def run_worker(settings: Settings) -> int:
@@ -31,7 +28,7 @@ def run_worker(settings: Settings) -> int:
     if not settings.broker:
         broker = EmbeddedBroker()
         broker.start()
-        settings = dataclasses.replace(settings, broker=broker.url, **EMBEDDED_TIMEOUTS)
+        settings = dataclasses.replace(settings, broker=broker.url, **EMBEDDED_PROFILE)
         log.warning("ENGAGEMENT_BROKER is not set: started the bundled broker at %s (memory storage)", broker.url)
     try:
         created = asyncio.run(ensure_topics(settings))

@@ -16,24 +16,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 
+from stream_app.config import Settings
+from stream_app.engine import EngineConfig
 from stream_app.stream import failpoints
 from stream_app.stream.assignor import OwnerAssignor
-from stream_app.stream.kafka_io import (BatchSender, changelog_topic, consumer_options, kpi_partials_topic,
-                                        partition_for)
+from stream_app.stream.ingest import dead_letter
+from stream_app.stream.kafka_io import (
+    BatchSender,
+    changelog_topic,
+    consumer_options,
+    kpi_partials_topic,
+    partition_for,
+)
+from stream_app.stream.metrics import Metrics
 from stream_app.stream.processor import PartitionBatch, PartitionProcessor
 from stream_app.stream.restore import restore_units
 from stream_app.stream.state_store import StateStore
 
-if TYPE_CHECKING:
-    from stream_app.stream.worker import Scorer
-
 log = logging.getLogger("stream_app.scoring")
+
+#: one partition's part of a processing batch, applied in memory and not yet written
+Applied = tuple[int, PartitionProcessor, PartitionBatch]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -49,9 +63,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Scoring:
-    def __init__(self, scorer: Scorer, store: StateStore) -> None:
-        self.scorer = scorer
-        self.settings = s = scorer.settings
+    def __init__(self, settings: Settings, engine_config: EngineConfig, metrics: Metrics,
+                 store: StateStore) -> None:
+        self.settings = s = settings
+        self.engine_config = engine_config
+        self.metrics = metrics
         self.store = store
         self.changelog = changelog_topic(s)
         self.assignor = OwnerAssignor(f"http://{s.web_host}:{s.web_port}")
@@ -80,7 +96,7 @@ class Scoring:
         self.assigned = {tp.partition for tp in assigned}
         self.to_restore |= {tp.partition for tp in new}
         self.joined = True
-        m = self.scorer.metrics
+        m = self.metrics
         m.rebalances.inc()
         m.recovering.set(1 if self.to_restore else 0)
         m.ready.set(0 if self.to_restore else 1)
@@ -94,7 +110,7 @@ class Scoring:
                 self.to_restore.discard(tp.partition)
                 self.store.release(tp.partition)
                 try:
-                    self.scorer.metrics.watermark.remove(str(tp.partition))
+                    self.metrics.watermark.remove(str(tp.partition))
                 except KeyError:
                     pass
             self.assigned -= {tp.partition for tp in revoked}
@@ -119,7 +135,10 @@ class Scoring:
                 batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size)
                 if batches:
                     async with self.lock:
-                        await self.commit_batch(batches, producer)
+                        t0 = time.perf_counter()
+                        done = self.apply_batch(batches)
+                        if done:
+                            await self.commit_batch(done, producer, t0)
                 await self._commit_offsets()
         finally:
             await restorer.stop()
@@ -133,10 +152,10 @@ class Scoring:
                 return
             t0 = time.monotonic()
             done = await restore_units(parts, self.store, restorer, producer, self.changelog,
-                                       self.scorer.engine_config, self.settings.input_topics)
+                                       self.engine_config, self.settings.input_topics)
             consumer = self.consumer
             assert consumer is not None
-            m = self.scorer.metrics
+            m = self.metrics
             for p, (proc, replayer) in sorted(done.items()):
                 self.processors[p] = proc
                 events_tp = TopicPartition(self.settings.topic_events, p)
@@ -152,7 +171,7 @@ class Scoring:
             m.recovery_partitions.set(len(parts))
             m.recovering.set(0)
             m.ready.set(1)
-            self.scorer.update_tier_gauges()
+            m.set_tier_counts(self.processors)
             log.info("restored %d partitions in %.2fs", len(parts), elapsed)
 
     def _contiguous(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
@@ -173,12 +192,9 @@ class Scoring:
                   tp.partition, expected, first - 1, first)
         return records
 
-    async def commit_batch(self, batches: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer) -> None:
-        s = self.settings
-        t0 = time.perf_counter()
-        outputs = BatchSender(producer)
-        state = BatchSender(producer, s.changelog_batch_records)
-        done: list[tuple[int, PartitionProcessor, PartitionBatch]] = []
+    def apply_batch(self, batches: dict[TopicPartition, list[Any]]) -> list[Applied]:
+        """The engine step, in memory: each owned partition's records that continue its state."""
+        done: list[Applied] = []
         for tp, records in batches.items():
             p = tp.partition
             if p not in self.processors or not records:
@@ -187,12 +203,18 @@ class Scoring:
             if not records:
                 continue
             proc = self.processors[p]
-            out = proc.process([(r.offset, r.value) for r in records])
+            done.append((p, proc, proc.process([(r.offset, r.value) for r in records])))
+        return done
+
+    async def commit_batch(self, done: list[Applied], producer: AIOKafkaProducer, t0: float) -> None:
+        """Write an applied batch in the one order recovery relies on (docs/RELIABILITY.md):
+        outputs (awaited), then each partition's state with its unit record last, then the local
+        store."""
+        outputs = BatchSender(producer)
+        state = BatchSender(producer, self.settings.changelog_batch_records)
+        for p, proc, out in done:
             self._add_outputs(outputs, p, proc, out)
             state.extend(self.changelog, p, out.state)
-            done.append((p, proc, out))
-        if not done:
-            return
         await outputs.flush()
         failpoints.hit("score_after_outputs")
         written = await state.flush(between="score_mid_state")
@@ -200,8 +222,8 @@ class Scoring:
         for p, proc, out in done:
             if out.state:
                 self.store.write(p, out.state, written[(self.changelog, p)])
-            self.scorer.record_metrics(p, proc, out)
-        self.scorer.observe_batch([p for p, _, _ in done], t0)
+            self.metrics.record_partition_batch(p, proc, out)
+        self._observe_batch([p for p, _, _ in done], t0)
 
     def _add_outputs(self, outputs: BatchSender, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
         s = self.settings
@@ -212,12 +234,22 @@ class Scoring:
             for record in records:
                 key = record["customer_id"].encode()
                 outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))
-        from stream_app.stream.worker import dead_letter
-
         for offset, rejection, raw in out.rejected:
             outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
         if out.kpis_changed:
             outputs.add(kpi_partials_topic(s), 0, str(p).encode(), proc.kpi_partial_record())
+
+    def _observe_batch(self, partitions: list[int], t0: float) -> None:
+        m = self.metrics
+        m.batch_duration.labels(stage="score").observe(time.perf_counter() - t0)
+        consumer = self.consumer
+        for p in partitions:
+            proc = self.processors.get(p)
+            hw = consumer.highwater(TopicPartition(self.settings.topic_events, p)) if consumer else None
+            if hw is not None and proc is not None:
+                m.consumer_lag.labels(topic=self.settings.topic_events, partition=str(p)).set(
+                    max(0, hw - proc.offset - 1))
+        m.set_tier_counts(self.processors)
 
     async def _commit_offsets(self) -> None:
         """Offsets for monitoring tools (lag); the state, not these, decides where a partition resumes."""

@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.engine import DEFAULT_CONFIG, Customer
 from stream_app.lines import decode_line
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
+from stream_app.stream.compat import refresh_metadata
 from stream_app.stream.kafka_io import changelog_topic, consumer_options
 from stream_app.validation import Rejection, validate_bytes
-from tests.oracle import format_instant, oracle_unit
-
-KPI_COUNTS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers")
+from tests.helpers.compare import merged_kpis
+from tests.oracle import oracle_unit
 
 
 def close(a: Any, b: Any) -> bool:
@@ -108,21 +107,6 @@ def without_id(alert: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert.items() if k != "alert_id"}
 
 
-def merged_kpis(parts: list[dict[str, Any]], as_of: int | None) -> dict[str, Any]:
-    """SPEC §7: per-partition counts add up (every customer lives in one partition)."""
-    total = {k: sum(p[k] for p in parts) for k in KPI_COUNTS}
-    total["revenue"] = math.fsum(p["revenue"] for p in parts)
-
-    def ratio(a: float, b: float) -> float | None:
-        return a / b if b else None
-
-    return {"as_of": format_instant(as_of), "window_days": 365, **total,
-            "guest_checkout_rate": ratio(total["guest_orders"], total["orders"]),
-            "average_order_value": ratio(total["revenue"], total["orders"]),
-            "purchase_frequency": ratio(total["identified_orders"], total["customers"]),
-            "repeat_purchase_rate": ratio(total["repeat_customers"], total["customers"])}
-
-
 @dataclass
 class Observed:
     records: dict[str, dict[str, Any]]
@@ -141,7 +125,7 @@ async def read_all(settings: Settings, topics: list[str], timeout_s: float = 60.
     await consumer.start()
     out: dict[str, dict[int, list[Any]]] = {t: {} for t in topics}
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics created after start
+        await refresh_metadata(consumer)  # topics created after the consumer started
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -226,8 +210,7 @@ def expected_dead_letters(settings: Settings, inputs: dict[str, dict[int, list[A
 
 def state_record(state: Any) -> dict[str, Any]:
     """A committed customer state, read back as its record at the customer's clock."""
-    c = Customer.from_state(state)
-    return c.record(c.t_ref, DEFAULT_CONFIG)
+    return Customer.from_state(state).snapshot(DEFAULT_CONFIG)
 
 
 def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object) -> list[str]:

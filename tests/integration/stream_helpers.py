@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
+import dataclasses
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
-import urllib.request
 
 from stream_app.audit import run_audit
 from stream_app.broker import EmbeddedBroker, free_port
-from stream_app.config import Settings
+from stream_app.config import EMBEDDED_PROFILE, Settings
 from stream_app.stream.kafka_io import ensure_topics, read_topic
+from stream_app.stream.launch import stop_process, worker_process
 
 
 def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Settings:
@@ -25,9 +24,8 @@ def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Se
     tag = uuid.uuid4().hex[:8]
     names = {f"topic_{t}": f"t{tag}.{t}" for t in
              ("orders", "clicks", "social", "events", "scores", "tier_changes", "alerts", "kpis", "dead_letter")}
-    base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4,
-                                session_timeout_s=2.0, heartbeat_interval_s=0.5, fetch_max_wait_ms=50, data_dir=str(tmp / "data"),
-                                kpi_interval_s=2.0, log_level="info", **names)
+    base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4, data_dir=str(tmp / "data"),
+                                kpi_interval_s=2.0, log_level="info", **EMBEDDED_PROFILE, **names)
     base.update(overrides)
     settings = Settings(**base)
     asyncio.run(ensure_topics(settings))
@@ -38,11 +36,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, tmp: Path, name: str = "w1", **env_extra: str) -> None:
         self.port = free_port()
         self.log_path = tmp / f"{name}.log"
-        env = {**os.environ, **settings.to_env(), "ENGAGEMENT_WEB_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1", **env_extra}
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = worker_process(dataclasses.replace(settings, web_port=self.port), self.log_path, **env_extra)
 
     @property
     def url(self) -> str:
@@ -69,7 +63,6 @@ class WorkerProcess:
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
 
     def tail(self, n: int = 4000) -> str:
-        self.log.flush()
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
     def kill(self) -> None:
@@ -77,14 +70,7 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+        stop_process(self.proc, 15)
 
 
 def wait_for_audit(settings: Settings, timeout: float = 150.0) -> list[str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
-from stream_app.engine import DUPLICATE, Customer, Unit
+from stream_app.engine import DEFAULT_CONFIG, DUPLICATE, Customer, EngineConfig, Unit
 from stream_app.engine.clock import DAY, HOUR, MINUTE, format_instant, parse_rfc3339
 from stream_app.engine.events import TOPIC_OF_TYPE, Event
 
@@ -275,3 +276,92 @@ def test_state_round_trips_and_processing_continues_identically() -> None:
         assert resumed.record(cid) == whole.record(cid)
     assert resumed.kpis.document(whole.watermark) == whole.kpis.document(whole.watermark)
     assert (resumed.applied, resumed.duplicates) == (whole.applied, whole.duplicates)
+
+
+# -- every configurable number reaches the engine (defaults: the tests above) ------------------
+
+
+def run_with(config: EngineConfig, *events: Event, as_of: int | None = None) -> Unit:
+    u = Unit(config)
+    for e in events:
+        u.offer(e)
+    if as_of is not None:
+        u.advance(as_of)
+    return u
+
+
+def test_configured_half_life() -> None:
+    u = run_with(replace(DEFAULT_CONFIG, half_life=10 * DAY), ev("order_placed", T0, amount=100.0))
+    assert u.record("alice", T0 + 10 * DAY)["score"] == pytest.approx(10.0)  # type: ignore[index]
+
+
+def test_configured_tier_bounds() -> None:
+    cfg = replace(DEFAULT_CONFIG, tier_bounds=(0.0, 5.0, 10.0, 15.0))
+    u = run_with(cfg, ev("order_placed", T0, amount=20.0))   # w = 12: bronze by default
+    assert u.tier_changes[-1]["to_tier"] == "gold"
+
+
+def test_configured_demotion_factor() -> None:
+    # 20 = silver exactly; a day later S ≈ 19.5: below the bound, above 0.8 × it
+    events = (ev("order_placed", T0, amount=100.0), ev("page_view", T0 + 2 * DAY, cid="bob"))
+    assert [c["to_tier"] for c in run(*events).tier_changes if c["customer_id"] == "alice"] == ["silver"]
+    u = run_with(replace(DEFAULT_CONFIG, demotion_factor=1.0), *events)
+    last = [c for c in u.tier_changes if c["customer_id"] == "alice"][-1]
+    assert (last["to_tier"], last["at"]) == ("bronze", format_instant(T0 + DAY))
+
+
+def test_configured_order_window() -> None:
+    cfg = replace(DEFAULT_CONFIG, order_window_days=10)
+    u = run_with(cfg, ev("order_placed", T0, amount=100.0))
+    assert u.record("alice", T0 + 9 * DAY)["orders_365d"] == 1  # type: ignore[index]
+    assert u.record("alice", T0 + 10 * DAY)["orders_365d"] == 0  # type: ignore[index]
+    assert u.kpis.document(T0 + 10 * DAY)["orders"] == 0
+    assert u.kpis.document(T0 + 10 * DAY)["window_days"] == 10
+
+
+def test_configured_activity_window() -> None:
+    u = run_with(replace(DEFAULT_CONFIG, activity_window_days=7), ev("page_view", T0), ev("like", T0))
+    assert (u.record("alice", T0 + 6 * DAY) or {})["clicks_30d"] == 1
+    rec = u.record("alice", T0 + 7 * DAY) or {}
+    assert (rec["clicks_30d"], rec["social_30d"]) == (0, 0)
+
+
+def test_configured_cart_timeout_fires_earlier() -> None:
+    events = (ev("checkout_started", T0), ev("page_view", T0 + 11 * MINUTE, cid="bob"))
+    assert alerts(run(*events), "abandoned_cart") == []
+    (a,) = alerts(run_with(replace(DEFAULT_CONFIG, cart_timeout=10 * MINUTE), *events), "abandoned_cart")
+    assert a["at"] == format_instant(T0 + 10 * MINUTE)
+
+
+def test_configured_churn_inactivity() -> None:
+    order = ev("order_placed", T0, amount=2000.0)   # 50: silver
+    assert alerts(run(order, as_of=T0 + 6 * DAY), "churn_risk") == []
+    u = run_with(replace(DEFAULT_CONFIG, churn_after=5 * DAY), order, as_of=T0 + 6 * DAY)
+    (a,) = alerts(u, "churn_risk")
+    assert a["at"] == format_instant(T0 + 5 * DAY) and a["details"]["days_inactive"] == 5
+
+
+def test_configured_feedback_cooldown() -> None:
+    events = (ev("review", T0, rating=1), ev("review", T0 + 2 * HOUR, rating=1))
+    assert len(alerts(run(*events), "negative_feedback")) == 1
+    u = run_with(replace(DEFAULT_CONFIG, feedback_cooldown=HOUR), *events)
+    assert len(alerts(u, "negative_feedback")) == 2
+
+
+def test_configured_dedupe_horizon() -> None:
+    a = ev("page_view", T0, event_id="again")
+    later = ev("page_view", T0 + DAY, cid="bob")
+    assert run(a, later).offer(a) == DUPLICATE
+    u = run_with(replace(DEFAULT_CONFIG, dedupe_horizon=DAY), a, later)
+    assert u.offer(a) == "applied"
+
+
+def test_configured_currency_reaches_validation() -> None:
+    from stream_app.replay import replay_lines
+
+    line = orjson.dumps({"event_id": "1", "type": "order_placed", "customer_id": "alice",
+                         "occurred_at": "2024-03-01T00:00:00Z", "order_id": "o", "amount": 5,
+                         "currency": "EUR"})
+    assert replay_lines([line])["counts"]["rejected"] == 1
+    doc = replay_lines([line], config=replace(DEFAULT_CONFIG, currency="EUR"))
+    assert doc["counts"] == {"applied": 1, "duplicates": 0, "rejected": 0}

@@ -1,0 +1,192 @@
+"""What people read: the replay summary table, the demo's live view, and `format_number`.
+
+Shared by `cli.py` and `demo.py`, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_app.engine.config import TIERS
+
+__all__ = ["DemoState", "format_number", "print_replay_summary", "render_compact", "render_full"]
+
+
+def format_number(v: Any, pct: bool = False) -> str:
+    """Counts with thousands separators, money with 2 decimals, ratios as percent; n/a for null."""
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{v * 100:.1f} %"
+    return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
+
+
+def print_replay_summary(doc: dict[str, Any], out: Any) -> None:
+    """`engagement replay --summary`: store KPIs, tier distribution, alerts and counts."""
+    k = doc["kpis"]
+    fmt = format_number
+
+    rows = [
+        ("as of", doc["as_of"] or "n/a"),
+        ("window (days)", str(k["window_days"])),
+        ("orders", fmt(k["orders"])),
+        ("  guest / identified", f"{fmt(k['guest_orders'])} / {fmt(k['identified_orders'])}"),
+        ("revenue", fmt(k["revenue"])),
+        ("customers / repeat", f"{fmt(k['customers'])} / {fmt(k['repeat_customers'])}"),
+        ("guest checkout rate", fmt(k["guest_checkout_rate"], pct=True)),
+        ("average order value", fmt(k["average_order_value"])),
+        ("purchase frequency", fmt(k["purchase_frequency"])),
+        ("repeat purchase rate", fmt(k["repeat_purchase_rate"], pct=True)),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print("Store KPIs (365-day window)", file=out)
+    for name, value in rows:
+        print(f"  {name:<{w}}  {value:>16}", file=out)
+    tiers = Counter(c["tier"] for c in doc["customers"].values())
+    total = sum(tiers.values()) or 1
+    print("\nTier distribution", file=out)
+    for t in TIERS:
+        n = tiers.get(t, 0)
+        print(f"  {t:<{w}}  {n:>8,}  {n / total * 100:5.1f} %", file=out)
+    alerts = Counter(a["type"] for a in doc["alerts"])
+    print("\nAlerts raised", file=out)
+    for name in ("churn_risk", "abandoned_cart", "negative_feedback"):
+        print(f"  {name:<{w}}  {alerts.get(name, 0):>8,}", file=out)
+    c = doc["counts"]
+    print(f"\nEvents: {c['applied']:,} applied, {c['duplicates']:,} duplicates, "
+          f"{c['rejected']:,} rejected", file=out)
+
+
+
+@dataclass
+class DemoState:
+    """Everything the view shows; updated by the producer counter, the consumer and the KPI poller."""
+
+    started: float = field(default_factory=time.monotonic)
+    produced: int = 0
+    customers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (tier, events_total)
+    scored: int = 0
+    score_records: int = 0
+    tier_changes: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
+    latest_scores: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=6))
+    kpis: dict[str, Any] | None = None
+    worker_ready_after: float | None = None
+    first_score_after: float | None = None
+    # (elapsed, produced, scored) at the last refreshes: rates over a few seconds, as the worker
+    # publishes in batches
+    samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque([(0.0, 0, 0)], maxlen=6))
+    produce_rate: float = 0.0
+    score_rate: float = 0.0
+    interrupted: bool = False  # Ctrl-C or SIGTERM
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def on_score(self, record: dict[str, Any]) -> None:
+        cid = record.get("customer_id")
+        if not isinstance(cid, str):
+            return
+        total = int(record.get("events_total") or 0)
+        _, before = self.customers.get(cid, ("", 0))
+        self.customers[cid] = (str(record.get("tier")), total)
+        self.scored += total - before
+        self.score_records += 1
+        self.latest_scores.append(record)
+        if self.first_score_after is None:
+            self.first_score_after = self.elapsed()
+
+    def sample(self) -> None:
+        now = self.elapsed()
+        t, p, s = self.samples[0]
+        dt = now - t
+        if dt > 0:
+            self.produce_rate = (self.produced - p) / dt
+            self.score_rate = max(0, self.scored - s) / dt
+        self.samples.append((now, self.produced, self.scored))
+
+    def tier_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(TIERS, 0)
+        for tier, _ in self.customers.values():
+            counts[tier] = counts.get(tier, 0) + 1
+        return counts
+
+
+# -- the demo's live view ----------------------------------------------------------------------------
+
+def _kpi_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("orders", format_number(k.get("orders"))),
+        ("revenue", format_number(k.get("revenue"))),
+        ("average order value", format_number(k.get("average_order_value"))),
+        ("customers", format_number(k.get("customers"))),
+        ("repeat purchase rate", format_number(k.get("repeat_purchase_rate"), pct=True)),
+        ("purchase frequency", format_number(k.get("purchase_frequency"))),
+        ("guest checkout rate", format_number(k.get("guest_checkout_rate"), pct=True)),
+    ]
+
+
+def _status_line(st: DemoState) -> str:
+    return (f"produced {st.produced:,} ({st.produce_rate:,.0f}/s) | scored {st.scored:,} "
+            f"({st.score_rate:,.0f}/s) | tier changes {st.tier_changes:,} | alerts {st.alerts:,} | "
+            f"rejected {st.rejected:,}")
+
+
+def render_full(st: DemoState, header: str) -> str:
+    """The terminal view (redrawn in place)."""
+    lines = [f"engagement demo  {st.elapsed():5.0f}s   {header}   (Ctrl-C to stop)", "",
+             _status_line(st)]
+    if st.worker_ready_after is None:
+        lines.append("worker starting ...")
+    lines += ["", f"{'tier':<10} {'customers':>10} {'share':>8}"]
+    counts = st.tier_counts()
+    total = sum(counts.values()) or 1
+    for tier in TIERS:
+        n = counts.get(tier, 0)
+        lines.append(f"{tier:<10} {n:>10,} {n / total * 100:>6.1f} %")
+    lines += ["", "latest alerts"]
+    if not st.latest_alerts:
+        lines.append("  (none yet)")
+    for a in reversed(st.latest_alerts):
+        lines.append(f"  {a.get('type')!s:<18} {a.get('severity')!s:<7} "
+                     f"{a.get('customer_id')!s:<14} {a.get('at')}")
+    lines += ["", "latest scores"]
+    if not st.latest_scores:
+        lines.append("  (none yet)")
+    for r in reversed(st.latest_scores):
+        lines.append(f"  {r.get('customer_id')!s:<14} {float(r.get('score') or 0):>9.2f}  {r.get('tier')}")
+    lines += [""]
+    if st.kpis is None:
+        lines.append("store KPIs: waiting for the worker ...")
+    else:
+        lines.append(f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})")
+        for name, value in _kpi_pairs(st.kpis):
+            lines.append(f"  {name:<22} {value:>14}")
+    return "\n".join(lines)
+
+
+def render_compact(st: DemoState) -> str:
+    """One block per refresh for pipes and files."""
+    counts = st.tier_counts()
+    total = sum(counts.values()) or 1
+    tiers = " | ".join(f"{t} {counts.get(t, 0):,} ({counts.get(t, 0) / total * 100:.1f} %)" for t in TIERS)
+    lines = [f"[{st.elapsed():5.1f}s] {_status_line(st)}", f"  tiers: {tiers}"]
+    if st.latest_alerts:
+        lines.append("  alerts: " + "; ".join(
+            f"{a.get('type')}/{a.get('severity')} {a.get('customer_id')} {a.get('at')}"
+            for a in reversed(st.latest_alerts)))
+    if st.latest_scores:
+        lines.append("  scores: " + "; ".join(
+            f"{r.get('customer_id')} {float(r.get('score') or 0):.2f} {r.get('tier')}"
+            for r in itertools.islice(reversed(st.latest_scores), 3)))
+    if st.kpis is None:
+        lines.append("  kpis: waiting for the worker")
+    else:
+        lines.append("  kpis: " + " | ".join(f"{n} {v}" for n, v in _kpi_pairs(st.kpis)))
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Ingest: validate the input topics and re-key accepted events by customer (at-least-once).
+
+One aiokafka consumer group (`<app>-ingest`) reads whole fetches; per fetch, rejected messages go
+to the dead-letter topic and accepted ones, wrapped with their source topic, to the re-keyed topic
+(key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
+committed after the sends are acknowledged, so a re-sent message is a duplicate event id for the
+engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError
+
+from stream_app.config import Settings
+from stream_app.stream import failpoints
+from stream_app.stream.kafka_io import BatchSender, consumer_options, partition_for
+from stream_app.stream.metrics import Metrics
+from stream_app.stream.processor import wrap_event
+from stream_app.validation import Rejection, validate_bytes
+
+log = logging.getLogger("stream_app.worker")
+
+__all__ = ["Ingest", "dead_letter"]
+
+
+def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes) -> bytes:
+    """The dead-letter record of a rejected message (schemas/dead_letter.json)."""
+    return orjson.dumps({
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "message": rejection.message,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "payload": payload.decode("utf-8", errors="replace"),
+    })
+
+
+class Ingest:
+    def __init__(self, settings: Settings, metrics: Metrics, fatal: Callable[[BaseException], None]) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.fatal = fatal
+
+    async def run(self, producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
+        """Validate and re-key the input topics with a plain aiokafka consumer group.
+
+        Whole fetches are validated and sent as record batches, then their offsets committed:
+        at-least-once, and a re-sent re-keyed message is a duplicate event id for the engine.
+        """
+        s = self.settings
+        short_of = {name: short for short, name in s.input_topics.items()}
+        consumer = AIOKafkaConsumer(
+            *short_of, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000), **consumer_options(s))
+        await consumer.start()
+        try:
+            out = await producer()
+            while True:
+                batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size * 5)
+                if not batches:
+                    continue
+                t0 = time.perf_counter()
+                sender = BatchSender(out)
+                burst = sum(self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
+                            for tp, records in batches.items())
+                if burst:
+                    log.warning("dead-lettered %d of %d messages in one batch", burst,
+                                sum(len(r) for r in batches.values()))
+                await sender.flush()
+                failpoints.hit("ingest_after_send")
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
+                except CommitFailedError as exc:
+                    # A rebalance moved these partitions: their new owner re-sends from the last
+                    # commit, and the engine ignores the re-sent event ids.
+                    log.warning("ingest offsets not committed (%r): the batch will be re-sent", exc)
+                self.metrics.batch_duration.labels(stage="ingest").observe(time.perf_counter() - t0)
+                for tp, records in batches.items():
+                    hw = consumer.highwater(tp)
+                    if hw is not None and records:
+                        self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                            max(0, hw - records[-1].offset - 1))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug; see Scorer.fatal()
+            self.fatal(exc)
+        finally:
+            await consumer.stop()
+
+    def ingest_records(self, short: str, topic_name: str, partition: int, records: list[Any],
+                       sender: BatchSender) -> int:
+        """Validate and route one partition's fetch; returns how many were dead-lettered."""
+        s = self.settings
+        rejected = 0
+        for msg in records:
+            raw = msg.value if msg.value is not None else b""
+            result = validate_bytes(raw, short, s.currency)
+            if type(result) is Rejection:
+                sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
+                           dead_letter(result, topic_name, partition, msg.offset, raw))
+                rejected += 1
+                self.metrics.events.labels(topic=short, outcome="rejected").inc()
+                self.metrics.dead_letters.labels(reason=result.reason).inc()
+                continue
+            key = result.unit_key.encode()  # type: ignore[union-attr]
+            sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
+        return rejected
