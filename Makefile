@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := ../shared/data/online-retail-orders.jsonl.gz
 
-.PHONY: venv demo replay-demo test test-unit test-chaos bench clean
+.PHONY: venv demo replay-demo test test-unit test-chaos lint bench clean
 
 $(BIN)/engagement: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-unit: venv
 # oracle (docs/RELIABILITY.md). CHAOS_SEED=<n> replays a printed seed.
 test-chaos: venv
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos
+
+# ruff (style, imports, bugbear, pyupgrade) and mypy over stream_app (pyproject.toml has both configs)
+lint: venv
+	$(BIN)/ruff check stream_app tests bench
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python -m bench.run --out bench-results.json

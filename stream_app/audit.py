@@ -26,7 +26,7 @@ def _close(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -53,7 +53,7 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
         for msg in partitions[p]:
             ev = decode_line(msg.value or b"", settings.input_topics, cfg.currency)
             if type(ev) is not Rejection:
-                unit.offer(ev)  # type: ignore[arg-type]
+                unit.offer(ev)
         for tc in unit.tier_changes:
             tier_changes.setdefault(tc["customer_id"], []).append(tc)
         for a in unit.alerts:
@@ -92,9 +92,9 @@ async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:
     for name, expected, got in (("tier changes", want["tier_changes"], got_tc),
                                 ("alerts", want["alerts"], got_alerts)):
         for cid in sorted(set(expected) | set(got)):
-            e, g = expected.get(cid, []), _unique(got.get(cid, []))
-            if not _close(e, g):
-                diffs.append(f"{name} of {cid!r}: expected {e}, published {g}")
+            e, published = expected.get(cid, []), _unique(got.get(cid, []))
+            if not _close(e, published):
+                diffs.append(f"{name} of {cid!r}: expected {e}, published {published}")
     last_kpis = kpi_docs[-1] if kpi_docs else None
     if not _close(want["kpis"], last_kpis):
         diffs.append(f"store KPIs: expected {want['kpis']}, last published {last_kpis}")

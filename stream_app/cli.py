@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from stream_app.config import SettingsError
 from stream_app.report import print_replay_summary
 
 
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"engagement {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SettingsError as exc:  # a bad ENGAGEMENT_* value: say which, no traceback
+        print(f"engagement {args.command}: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # the reader (`| head`) left: stop quietly, as Unix tools do
         import os

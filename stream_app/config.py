@@ -15,6 +15,10 @@ from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 
 
+class SettingsError(ValueError):
+    """An ENGAGEMENT_* variable with a value the scorer cannot use; the message names it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     #: `kafka://host:port,...`; empty = start the bundled broker on loopback
@@ -67,9 +71,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.store.startswith(("memory://", "rocksdb://")):
-            raise ValueError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
+            raise SettingsError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
         if self.partitions < 1:
-            raise ValueError("ENGAGEMENT_PARTITIONS must be at least 1")
+            raise SettingsError("ENGAGEMENT_PARTITIONS must be at least 1")
         self.engine_config()  # an invalid engine number fails here, at start
 
 
@@ -84,7 +88,7 @@ class Settings:
             try:
                 values[f.name] = kind(raw) if kind in (int, float) else raw
             except ValueError:
-                raise ValueError(f"ENGAGEMENT_{f.name.upper()}={raw!r}: expected "
+                raise SettingsError(f"ENGAGEMENT_{f.name.upper()}={raw!r}: expected "
                                  f"{'an integer' if kind is int else 'a number'}") from None
         values.update(overrides)
         return cls(**values)
@@ -115,7 +119,7 @@ class Settings:
             )
         except InvalidConfig as exc:
             name = _SETTING_OF_ENGINE_FIELD[exc.field]
-            raise ValueError(f"ENGAGEMENT_{name.upper()}={getattr(self, name)!r}: {exc.problem}") from None
+            raise SettingsError(f"ENGAGEMENT_{name.upper()}={getattr(self, name)!r}: {exc.problem}") from None
 
     @property
     def bootstrap(self) -> str:
@@ -136,7 +140,7 @@ _SETTING_OF_ENGINE_FIELD = {
 def _micros(name: str, value: float, unit: int) -> int:
     """A duration setting in `unit`s -> engine microseconds; NaN and infinity are refused here."""
     if not math.isfinite(value):
-        raise ValueError(f"ENGAGEMENT_{name.upper()}={value!r}: must be a finite number")
+        raise SettingsError(f"ENGAGEMENT_{name.upper()}={value!r}: must be a finite number")
     return round(value * unit)
 
 
@@ -156,7 +160,7 @@ def parse_tier_bounds(text: str) -> tuple[float, ...]:
     else:
         if len(named) == len(TIERS) - 1:
             return (0.0, *(named[t] for t in TIERS[1:]))
-    raise ValueError(f"ENGAGEMENT_TIER_BOUNDS={text!r}: expected silver=N,gold=N,platinum=N "
+    raise SettingsError(f"ENGAGEMENT_TIER_BOUNDS={text!r}: expected silver=N,gold=N,platinum=N "
                      "(bronze is 0)")
 
 

@@ -13,7 +13,12 @@ from typing import Any, BinaryIO
 
 from stream_app.engine.events import TOPICS
 from stream_app.validation import (
-    INVALID_FIELD, MAX_MESSAGE_BYTES, NOT_AN_OBJECT, Rejection, load_message, validate_object,
+    INVALID_FIELD,
+    MAX_MESSAGE_BYTES,
+    NOT_AN_OBJECT,
+    Rejection,
+    load_message,
+    validate_object,
 )
 
 DEFAULT_TOPIC_NAMES: dict[str, str] = {t: f"engagement.{t}" for t in TOPICS}

@@ -42,7 +42,7 @@ class Replay:
         for number, raw in numbered:
             # Fast path for the common line (a plain event object); anything else takes the full
             # decode_line route, which gives the same result.
-            ev = None
+            ev: Any = None
             if len(raw) <= MAX_MESSAGE_BYTES:
                 try:
                     obj = loads(raw)
@@ -55,7 +55,7 @@ class Replay:
             if type(ev) is Rejection:
                 dead.append({"line": number, "reason": ev.reason, "field": ev.field, "message": ev.message})
             else:
-                unit.offer(ev)
+                unit.offer(ev)  # an Event: every other outcome is a Rejection
 
     def document(self, as_of: int | None = None) -> dict[str, Any]:
         unit = self.unit

@@ -14,7 +14,13 @@ import orjson
 
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, MS, parse_rfc3339
 from stream_app.engine.events import (
-    CLICKS, ORDER_REFUNDED, ORDERS, REVIEW, SOCIAL, SURVEY_RESPONSE, TOPIC_OF_TYPE,
+    CLICKS,
+    ORDER_REFUNDED,
+    ORDERS,
+    REVIEW,
+    SOCIAL,
+    SURVEY_RESPONSE,
+    TOPIC_OF_TYPE,
     Event,
 )
 
@@ -219,7 +225,7 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
         if cart_id is not None and (type(cart_id) is not str or len(cart_id) > 128):
             cart_id = _text(obj, "cart_id", 0, 128, False)
         # tuple.__new__ skips the NamedTuple's Python-level __new__ on the hottest path
-        return _new_tuple(Event, (event_id, etype, CLICKS, customer_id, occurred_at, channel,  # type: ignore[return-value]
+        return _new_tuple(Event, (event_id, etype, CLICKS, customer_id, occurred_at, channel,
                                   schema_version, None, 0.0, False, cart_id, None, None, None))
     rating = nps = referred = None
     if etype == REVIEW:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -50,7 +50,7 @@ SOCIAL_WEIGHTS = {
 }
 FIXED_POINTS = {"review": 50, "referral": 200, "follow": 20, "share": 10, "survey_response": 10}
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))"
 )
@@ -68,7 +68,7 @@ def parse_instant(value) -> int:
         raise ValueError(f"not an RFC 3339 instant: {value!r}")
     y, mo, d, hh, mi, ss = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
     fraction = int((m.group(7) or "")[:6].ljust(6, "0"))
-    local = datetime(y, mo, d, hh, mi, ss, tzinfo=timezone.utc)
+    local = datetime(y, mo, d, hh, mi, ss, tzinfo=UTC)
     us = (local - _EPOCH) // timedelta(microseconds=1) + fraction
     if m.group(8):
         offset = int(m.group(9)) * HOUR + int(m.group(10)) * MINUTE

@@ -8,7 +8,7 @@ very end, possibly after the 7-day duplicate memory has lapsed) and a few local 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
@@ -19,9 +19,9 @@ MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-START = (datetime(2024, 1, 1, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
-END = (datetime(2026, 1, 1, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1) - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+START = (datetime(2024, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+END = (datetime(2026, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1) - 1
 
 CUSTOMER_POOL = ["alice", "bob", "c-003", "Carol", "dave_4", "eve", "zed", "0042", "ève"]
 CLICK_TYPES = ["page_view", "product_view", "search", "add_to_cart", "checkout_started",

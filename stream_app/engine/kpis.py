@@ -120,9 +120,9 @@ class KpiPartial:
             mine = self.buckets.setdefault(d, [0, 0, 0, 0.0])
             for i in range(4):
                 mine[i] += b[i]
-        for mine, theirs in ((self.latest, other.latest), (self.second, other.second)):
+        for hist, theirs in ((self.latest, other.latest), (self.second, other.second)):
             for d, n in theirs.items():
-                mine[d] = mine.get(d, 0) + n
+                hist[d] = hist.get(d, 0) + n
 
     def document(self, as_of: int | None) -> dict[str, Any]:
         """The KPI document over the window at `as_of` (None: no applied event yet)."""

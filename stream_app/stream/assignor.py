@@ -57,11 +57,11 @@ class OwnerAssignor(AbstractPartitionAssignor):
         self.held: list[int] = []
         self.owners: dict[int, str] = {}
 
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         user = orjson.dumps({"url": self.url, "held": self.held})
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user)
 
-    def assign(self, cluster: ClusterMetadata,  # type: ignore[override]
+    def assign(self, cluster: ClusterMetadata,
                members: Mapping[str, ConsumerProtocolMemberMetadata]) -> dict[str, ConsumerProtocolMemberAssignment]:
         infos = {m: orjson.loads(meta.user_data or b"{}") for m, meta in members.items()}
         topics = sorted({t for meta in members.values() for t in meta.subscription})
@@ -81,7 +81,7 @@ class OwnerAssignor(AbstractPartitionAssignor):
                 self.version, sorted((t, ps) for t, ps in plan[m].items() if ps), user)
         return out
 
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
         self.held = sorted(p for _, ps in assignment.assignment for p in ps)
         owners = orjson.loads(assignment.user_data or b"{}")
         self.owners = {int(p): url for o in owners.values() for p, url in o.items()}

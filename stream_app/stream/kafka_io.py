@@ -166,7 +166,7 @@ class BatchSender:
         last: dict[tuple[str, int], int] = {}
         if sent:
             metas = await asyncio.gather(*(f for _, _, f in sent))
-            for (topic, partition, _), meta in zip(sent, metas):
+            for (topic, partition, _), meta in zip(sent, metas, strict=True):
                 last[(topic, partition)] = meta.offset
         return last
 

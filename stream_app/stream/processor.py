@@ -102,11 +102,11 @@ class PartitionProcessor:
                 # Only a producer writing straight to the re-keyed topic can cause this.
                 out.rejected.append((offset, ev, value or b""))
                 continue
-            outcome = unit.offer(ev)  # type: ignore[arg-type]
-            key = (ev.topic, outcome)  # type: ignore[union-attr]
+            outcome = unit.offer(ev)
+            key = (ev.topic, outcome)
             out.outcomes[key] = out.outcomes.get(key, 0) + 1
             if outcome == APPLIED:
-                out.applied_at.append(ev.occurred_at)  # type: ignore[union-attr]
+                out.applied_at.append(ev.occurred_at)
         out.applied = unit.applied - before[0]
         out.duplicates = unit.duplicates - before[1]
         tier_changes, alerts, changed = unit.drain()

@@ -85,15 +85,15 @@ async def restore_units(partitions: Iterable[int], store: StateStore, consumer: 
             raise RuntimeError(f"changelog partitions {sorted(mismatched)} cannot be read from their start")
     rollback = BatchSender(producer)
     for p, r in replayers.items():
-        records = r.rollback()
-        if records:
+        undo = r.rollback()
+        if undo:
             log.warning("partition %d: discarded %d state records of an unfinished batch", p, len(r.pending))
-            rollback.extend(changelog, p, records)
+            rollback.extend(changelog, p, undo)
     written = await rollback.flush()  # a committed group of its own, before anything new is written
     out = {}
     for p, r in replayers.items():
-        records = r.rollback()
-        if records:  # its values are the committed ones `r.records` already holds
-            store.write(p, records, written[(changelog, p)])
+        undo = r.rollback()
+        if undo:  # its values are the committed ones `r.records` already holds
+            store.write(p, undo, written[(changelog, p)])
         out[p] = (PartitionProcessor.restore(p, r.records, config, topic_names), r)
     return out

@@ -50,7 +50,7 @@ log = logging.getLogger("stream_app.scoring")
 Applied = tuple[int, PartitionProcessor, PartitionBatch]
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, scoring: Scoring) -> None:
         self.scoring = scoring
 
@@ -227,9 +227,9 @@ class Scoring:
 
     def _add_outputs(self, outputs: BatchSender, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
         s = self.settings
-        for cid, record in out.scores.items():
+        for cid, score in out.scores.items():
             key = cid.encode()
-            outputs.add(s.topic_scores, partition_for(key, s.partitions), key, record)
+            outputs.add(s.topic_scores, partition_for(key, s.partitions), key, score)
         for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):
             for record in records:
                 key = record["customer_id"].encode()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 Record = tuple[bytes, bytes | None]
 
@@ -70,12 +70,12 @@ class RocksStore:
         self._options.create_if_missing(True)
         self.root = Path(data_dir) / "state"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._dbs: dict[int, object] = {}
+        self._dbs: dict[int, Any] = {}
 
     def path(self, partition: int) -> Path:
         return self.root / f"p{partition}.rocksdb"
 
-    def _db(self, partition: int):  # type: ignore[no-untyped-def]  # rocksdict ships no types
+    def _db(self, partition: int):  # rocksdict ships no types
         db = self._dbs.get(partition)
         if db is None:
             db = self._dbs[partition] = self._Rdict(str(self.path(partition)), options=self._options)
@@ -113,7 +113,7 @@ class RocksStore:
 
     def close(self) -> None:
         for db in self._dbs.values():
-            db.close()  # type: ignore[attr-defined]
+            db.close()
         self._dbs = {}
 
 

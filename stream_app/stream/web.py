@@ -83,12 +83,12 @@ def register_views(app: faust.App, worker: WorkerView) -> None:
     @app.page("/customers/{customer_id}")
     class CustomerView(View):
         async def get(self, request: Request, customer_id: str) -> Response:
-            as_of = request.query.get("as_of")  # type: ignore[attr-defined]
+            as_of = request.query.get("as_of")
             p = worker.customer_partition(customer_id)
             if p in worker.owned_partitions():
                 status, body = worker.customer_record(customer_id, as_of)
                 return reply(self, status, body)
-            if request.headers.get(ROUTED_HEADER):  # type: ignore[attr-defined]
+            if request.headers.get(ROUTED_HEADER):
                 return reply(self, 503, {"error": "partition is moving between workers; retry"})
             owner = worker.owner_url(p)
             if owner is None:

@@ -18,10 +18,12 @@ import pytest
 
 from stream_app.broker import EmbeddedBroker
 from stream_app.produce import produce_lines
-from tests.chaos.check import wait_until_exact
-from tests.chaos.conftest import BASE_SEED, workload
-from tests.integration.stream_helpers import WorkerProcess, isolated_settings
+from tests.helpers.chaos import wait_until_exact
+from tests.helpers.stream import WorkerProcess, isolated_settings
+from tests.helpers.workloads import chaos_workload as workload
 
+#: CHAOS_SEED=<n> replays a printed seed; by default the suite's seeds are fixed (and printed)
+BASE_SEED = int(os.environ.get("CHAOS_SEED", "20261124"))
 #: where a run's kill lands: a failpoint in the write order, or a plain SIGKILL at a random moment
 KINDS = ("score_after_outputs", "score_mid_state", "score_after_state", "ingest_after_send",
          "kpi_publish", "random", "recovery_mid")

@@ -1,12 +1,8 @@
-"""Integration fixtures: one real (embedded Tansu) broker per test session."""
+"""Integration tests: every one needs the bundled broker (the `broker` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from stream_app.broker import EmbeddedBroker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -15,18 +11,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in item.nodeid.replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker]:
-    """A started broker on a free loopback port, stopped after the session.
-
-    A broker that cannot start raises ``BrokerStartError`` (with its log tail) here, which
-    errors every test that uses it: integration tests fail, never skip.
-    """
-    b = EmbeddedBroker(start_timeout=30.0)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()

@@ -11,8 +11,8 @@ from pathlib import Path
 from stream_app.broker import EmbeddedBroker
 from stream_app.produce import produce_lines
 from stream_app.stream.kafka_io import partition_for
-from tests.integration.stream_helpers import WorkerProcess, isolated_settings, wait_for_audit
-from tests.integration.test_stream import workload
+from tests.helpers.stream import WorkerProcess, isolated_settings, wait_for_audit
+from tests.helpers.workloads import retail_workload as workload
 
 
 def test_two_workers_split_partitions_and_route_http(broker: EmbeddedBroker, tmp_path: Path) -> None:

@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from stream_app.audit import expected_outputs
 from stream_app.broker import EmbeddedBroker
-from stream_app.engine.clock import parse_rfc3339
 from stream_app.produce import produce_lines
 from stream_app.replay import replay_lines
-from stream_app.audit import expected_outputs
-from tests.unit.test_schemas import _validator
-from stream_app.simulate import Simulator
 from stream_app.stream.kafka_io import read_topic
-
-from tests.integration.stream_helpers import WorkerProcess, dead_letter_reasons, isolated_settings, wait_for_audit
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
-
-
-def workload() -> list[bytes]:
-    """The Online Retail orders plus synthetic clicks/social/carts of 2011, with ~2% bad lines."""
-    retail = [line.rstrip(b"\n") for line in gzip.open(DATA) if line.strip()]
-    sim = Simulator(customers=300, seed=11, start=parse_rfc3339("2011-01-01T00:00:00Z"), days=330,  # type: ignore[arg-type]
-                    bad_rate=0.02, prefix="uci-1")
-    synthetic = list(sim.lines(4000))
-    # interleave by position so the synthetic traffic overlaps the orders in time
-    out: list[bytes] = []
-    step = max(1, len(retail) // len(synthetic))
-    for i, line in enumerate(retail):
-        out.append(line)
-        if i % 997 == 0:
-            out.append(line)  # a producer retry: an exact duplicate right behind the original
-        if i % step == 0 and synthetic:
-            out.append(synthetic.pop(0))
-    return out + synthetic
+from tests.helpers.schemas import validator as _validator
+from tests.helpers.stream import (
+    WorkerProcess,
+    dead_letter_reasons,
+    isolated_settings,
+    wait_for_audit,
+)
+from tests.helpers.workloads import retail_workload as workload
 
 
 class Scrape:

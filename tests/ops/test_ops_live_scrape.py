@@ -18,7 +18,7 @@ from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.produce import produce_lines
 from stream_app.replay import replay_lines
 from stream_app.simulate import Simulator
-from tests.integration.stream_helpers import WorkerProcess, isolated_settings, wait_for_audit
+from tests.helpers.stream import WorkerProcess, isolated_settings, wait_for_audit
 from tests.ops.ops_helpers import DASHBOARD, PROM_DIR, load_yaml, metric_names
 from tests.ops.test_ops_grafana import as_promql, exprs
 

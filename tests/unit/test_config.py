@@ -133,3 +133,11 @@ def test_replay_command_uses_the_configured_engine(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ENGAGEMENT_HALF_LIFE_DAYS", "0")
     assert main(["replay", str(events)]) == 2
     assert "ENGAGEMENT_HALF_LIFE_DAYS" in capsys.readouterr().err
+
+
+def test_a_worker_with_a_bad_setting_exits_2_naming_the_variable(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from stream_app.cli import main
+
+    monkeypatch.setenv("ENGAGEMENT_TIER_BOUNDS", "silver=60,gold=20,platinum=150")
+    assert main(["worker"]) == 2
+    assert "ENGAGEMENT_TIER_BOUNDS" in capsys.readouterr().err

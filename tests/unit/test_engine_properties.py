@@ -7,15 +7,22 @@ streams (tests/strategies.py) and for a few hand-written boundary scenarios.
 
 from __future__ import annotations
 
-import math
-
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.oracle import DAY, HOUR, MINUTE, format_instant, oracle_document, parse_instant  # noqa: E402
+from tests.helpers.compare import assert_same, without_alert_ids
+from tests.oracle import (  # noqa: E402
+    DAY,
+    HOUR,
+    MINUTE,
+    format_instant,
+    oracle_document,
+    parse_instant,
+)
 from tests.strategies import as_of_after, event_streams, streams_with_as_of  # noqa: E402
+
 
 def budget(examples: int) -> settings:
     return settings(
@@ -31,43 +38,6 @@ def engine_replay(events: list[dict], as_of: str | None = None) -> dict:
     from stream_app.replay import replay_lines
 
     return replay_lines([orjson.dumps(ev) for ev in events], as_of=as_of)
-
-
-def assert_same(actual, expected, path: str = "$") -> None:
-    """Exact structural equality, floats within rel 1e-9 / abs 1e-6, ints must stay ints."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: expected an object, got {actual!r}"
-        assert sorted(actual) == sorted(expected), (
-            f"{path}: keys differ: extra {sorted(set(actual) - set(expected))}, "
-            f"missing {sorted(set(expected) - set(actual))}"
-        )
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{path}: expected a list, got {actual!r}"
-        assert len(actual) == len(expected), (
-            f"{path}: {len(actual)} items, expected {len(expected)}\n"
-            f"  actual:   {actual!r}\n  expected: {expected!r}"
-        )
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert isinstance(actual, (int, float)) and not isinstance(actual, bool), (
-            f"{path}: expected a number {expected!r}, got {actual!r}"
-        )
-        assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-6), (
-            f"{path}: {actual!r} != {expected!r}"
-        )
-    elif isinstance(expected, int) and not isinstance(expected, bool):
-        assert type(actual) is int and actual == expected, f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert type(actual) is type(expected) and actual == expected, (
-            f"{path}: {actual!r} != {expected!r}"
-        )
-
-
-def without_alert_ids(doc: dict) -> dict:
-    return {**doc, "alerts": [{k: v for k, v in a.items() if k != "alert_id"} for a in doc["alerts"]]}
 
 
 def check_against_oracle(events: list[dict], as_of: str | None = None) -> dict:

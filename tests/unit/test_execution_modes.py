@@ -14,6 +14,7 @@ Every mode must give the oracle's customers, tier changes, alerts, counts and st
 from __future__ import annotations
 
 import zlib
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from stream_app.engine import DEFAULT_CONFIG, KpiPartial, Unit
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import TOPIC_OF_TYPE
 from stream_app.stream.processor import PartitionProcessor, wrap_event
-from tests.helpers.compare import assert_same, merged_kpis, without_alert_ids
+from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis
 from tests.oracle import oracle_document, oracle_unit
 from tests.strategies import event_streams
 
@@ -44,7 +45,7 @@ def cuts(draw: st.DrawFn, n: int) -> list[int]:
 
 
 def batches(msgs: list[tuple[int, bytes]], bounds: list[int]) -> list[list[tuple[int, bytes | None]]]:
-    return [list(msgs[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return [list(msgs[a:b]) for a, b in pairwise(bounds)]
 
 
 def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[s
         "as_of": format_instant(wm) if wm is not None else None,
         "customers": {cid: unit.record(cid, wm) for cid in sorted(unit.customers)},
         "tier_changes": tier_changes,
-        "alerts": without_alert_ids(alerts),
+        "alerts": alerts_without_ids(alerts),
         "counts": {"applied": unit.applied, "duplicates": unit.duplicates},
         "kpis": unit.kpis.document(wm),
     }
@@ -63,7 +64,7 @@ def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[s
 def expected(events: list[dict[str, Any]]) -> dict[str, Any]:
     doc = oracle_document(events)
     return {"as_of": doc["as_of"], "customers": doc["customers"], "tier_changes": doc["tier_changes"],
-            "alerts": without_alert_ids(doc["alerts"]),
+            "alerts": alerts_without_ids(doc["alerts"]),
             "counts": {k: doc["counts"][k] for k in ("applied", "duplicates")}, "kpis": doc["kpis"]}
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 
 from stream_app.replay import replay_lines
+from tests.helpers.compare import assert_same, without_alert_ids
 from tests.oracle import oracle_document
-from tests.unit.test_engine_properties import assert_same, without_alert_ids
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
 

@@ -7,7 +7,12 @@ import orjson
 from stream_app.engine import DEFAULT_CONFIG, Unit
 from stream_app.lines import decode_line
 from stream_app.simulate import Simulator
-from stream_app.stream.processor import PartitionProcessor, parse_state_key, state_key, wrap_event
+from stream_app.stream.processor import (
+    PartitionProcessor,
+    parse_state_key,
+    state_key,
+    wrap_event,
+)
 
 
 def messages(n: int) -> list[tuple[int, bytes]]:
@@ -50,7 +55,7 @@ def test_restart_from_state_records_skips_redelivered_offsets() -> None:
     again = restored.process(msgs[:1200])
     assert again.skipped == 1000 and again.applied + again.duplicates == 200
     restored.process(msgs[1200:])
-    for cid, c in straight.unit.customers.items():
+    for cid in straight.unit.customers:
         assert restored.unit.record(cid) == straight.unit.record(cid)
     assert restored.unit.applied == straight.unit.applied
     assert restored.offset == straight.offset == 1999

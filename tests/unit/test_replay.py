@@ -119,7 +119,7 @@ def _independent_kpis(path: Path) -> dict[str, Any]:
     when = [datetime.fromisoformat(r["occurred_at"].replace("Z", "+00:00")) for r in rows]
     as_of = max(when)
     first_day = as_of.date() - timedelta(days=364)
-    inside = [r for r, w in zip(rows, when) if w.date() >= first_day]
+    inside = [r for r, w in zip(rows, when, strict=True) if w.date() >= first_day]
     placed = [r for r in inside if r["type"] == "order_placed"]
     per_customer = Counter(r["customer_id"] for r in placed if r.get("customer_id"))
     revenue = sum(r["amount"] for r in placed) - sum(r["amount"] for r in inside if r["type"] == "order_refunded")

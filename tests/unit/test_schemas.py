@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,10 +18,16 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+from tests.helpers.schemas import (
+    REGISTRY,
+    SCHEMA_DOCS,
+    SCHEMA_FILES,
+    SCHEMAS,
+    load,
+    validator,
+)
+
 EXAMPLES = SCHEMAS / "examples"
 BASE_URI = "https://engagement-scorer.example/schemas/"
 REASONS = {
@@ -38,17 +43,7 @@ TIER_BOUNDS = {"bronze": 0, "silver": 20, "gold": 60, "platinum": 150}
 TIER_RANK = {t: i for i, t in enumerate(TIER_BOUNDS)}
 
 
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-SCHEMA_FILES: dict[str, Path] = {
-    p.name.removesuffix(".schema.json"): p for p in sorted(SCHEMAS.glob("*/*.schema.json"))
-}
-SCHEMA_DOCS: dict[str, dict[str, Any]] = {name: _load(p) for name, p in SCHEMA_FILES.items()}
-REGISTRY: Registry = Registry().with_resources(
-    (doc["$id"], DRAFT202012.create_resource(doc)) for doc in SCHEMA_DOCS.values()
-)
+_load = load
 #: Schemas that only hold `$defs` for others to reference: they constrain nothing, have no examples.
 LIBRARIES = {
     name for name, doc in SCHEMA_DOCS.items()
@@ -74,8 +69,7 @@ def _ids(cases: list[tuple[str, Path]]) -> list[str]:
     return [f"{name}/{p.stem}" for name, p in cases]
 
 
-def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(SCHEMA_DOCS[name], registry=REGISTRY)
+_validator = validator
 
 
 def _expectation(example: Path) -> dict[str, Any]:

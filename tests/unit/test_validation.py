@@ -10,8 +10,16 @@ import pytest
 from stream_app.engine.clock import MS, SECOND, parse_rfc3339
 from stream_app.engine.events import Event
 from stream_app.validation import (
-    INVALID_FIELD, INVALID_JSON, MISSING_FIELD, NOT_AN_OBJECT, REASONS, TOO_LARGE, UNKNOWN_TYPE,
-    WRONG_TOPIC, Rejection, validate_bytes,
+    INVALID_FIELD,
+    INVALID_JSON,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    REASONS,
+    TOO_LARGE,
+    UNKNOWN_TYPE,
+    WRONG_TOPIC,
+    Rejection,
+    validate_bytes,
 )
 
 BASE = {"event_id": "e1", "type": "page_view", "customer_id": "c1", "occurred_at": "2024-05-01T10:00:00Z"}
