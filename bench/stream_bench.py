@@ -82,23 +82,55 @@ def _start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
     return worker_process(dataclasses.replace(settings, web_port=free_port(), log_level="warning"), log_path)
 
 
-async def _wait_scored(settings: Settings, expected_applied: int, timeout: float) -> None:
-    """Until the KPI partials say every accepted event has been applied."""
+async def _wait_scored(settings: Settings, expected: int, timeout: float) -> None:
+    """Until ingest has re-keyed every input and the scores topic has stopped growing for 3 s."""
     deadline = time.monotonic() + timeout
-    topic = f"{settings.app_id}-kpi-partials"
+    last, stable_since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        await asyncio.sleep(2)
-        parts = await read_topic(settings, topic, idle_ms=300, timeout_s=60)
-        latest: dict[int, Any] = {}
-        for rs in parts.values():
-            for r in rs:
-                doc = orjson.loads(r.value)
-                latest[doc["partition"]] = doc
-        # orders-only counts are in the partials; use the re-keyed topic length instead
-        ev = await read_topic(settings, settings.topic_events, idle_ms=300, timeout_s=60)
-        if sum(len(v) for v in ev.values()) >= expected_applied and latest:
+        await asyncio.sleep(1)
+        ev = await read_topic(settings, settings.topic_events, idle_ms=200, timeout_s=60)
+        if sum(len(v) for v in ev.values()) < expected:
+            continue
+        scores = sum(len(v) for v in (await read_topic(settings, settings.topic_scores, idle_ms=200,
+                                                        timeout_s=60)).values())
+        if scores != last:
+            last, stable_since = scores, time.monotonic()
+        elif time.monotonic() - stable_since >= 3:
             return
     raise TimeoutError("the worker did not finish in time")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _outputs_of(settings: Settings, mode: str) -> Settings:
+    """The same input topics; re-keyed and output topics, groups and state of their own."""
+    tag = f"{settings.app_id}-{mode}"
+    return dataclasses.replace(settings, app_id=tag, **{
+        f"topic_{t}": f"{tag}.{t}" for t in ("events", "scores", "tier_changes", "alerts", "kpis", "dead_letter")})
+
+
+async def _run_mode(settings: Settings, mode: str, n: int, tmp: str, broker_pid: int,
+                    results: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
+    """Start the workers of `mode` (`all`: one process; `split`: one ingest + one score process),
+    wait until the n inputs are scored; records events/s and the CPU each process used."""
+    await ensure_topics(settings)
+    roles = ["all"] if mode == "all" else ["ingest", "score"]
+    cpu0 = _cpu_s(broker_pid)
+    workers = [_start_worker(dataclasses.replace(settings, role=r), os.path.join(tmp, f"{mode}-{r}.log"))
+               for r in roles]
+    await _wait_scored(settings, n, timeout=900)
+    first, last, _ = await _drain_time(settings)
+    rate = n / max((last - first) / 1000, 1e-3)
+    key = "stream_events_per_s" if mode == "all" else "stream_events_per_s_split"
+    results[key] = round(rate)
+    results[f"cpu_s_{mode}"] = {"broker": round(_cpu_s(broker_pid) - cpu0, 1),
+                                **{r: round(_cpu_s(w.pid), 1) for r, w in zip(roles, workers, strict=True)}}
+    return workers
 
 
 async def _drain_time(settings: Settings) -> tuple[int, int, dict[tuple[str, str], int]]:
@@ -129,16 +161,17 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
         results["raw_consume_events_per_s"] = round(await _consume_count(settings, inputs, n))
         results["faust_iterate_events_per_s"] = round(await _faust_iterate(settings, inputs, n, os.path.join(tmp, "iter")))
 
-        worker = _start_worker(settings, os.path.join(tmp, "worker.log"))
+        workers: list[subprocess.Popen[bytes]] = []
         try:
-            await _wait_scored(settings, n, timeout=900)
-            # let the last batch's outputs land
-            await asyncio.sleep(3)
-            first, last, _ = await _drain_time(settings)
-            rate = n / max((last - first) / 1000, 1e-3)
-            results["stream_events_per_s"] = round(rate)
+            for w in await _run_mode(_outputs_of(settings, "all"), "all", n, tmp, broker.pid, results):
+                stop_process(w, 20)
+            settings = _outputs_of(settings, "split")
+            workers = await _run_mode(settings, "split", n, tmp, broker.pid, results)
+            for key in ("stream_events_per_s", "stream_events_per_s_split"):
+                results[key.replace("events_per_s", "vs_faust_iterate")] = round(
+                    results[key] / results["faust_iterate_events_per_s"], 3)
+            rate = results["stream_events_per_s_split"]  # the workers still running: the latency is theirs
             results["stream_vs_raw_consume"] = round(rate / results["raw_consume_events_per_s"], 4)
-            results["stream_vs_faust_iterate"] = round(rate / results["faust_iterate_events_per_s"], 3)
 
             # latency at half the sustained rate: live events, produced with their wall-clock time
             half = max(50.0, rate / 2)
@@ -174,7 +207,8 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
                 results["latency_p50_ms"] = round(lat[len(lat) // 2], 1)
                 results["latency_p99_ms"] = round(lat[int(len(lat) * 0.99)], 1)
         finally:
-            stop_process(worker, 20)
+            for w in workers:
+                stop_process(w, 20)
     return results
 
 

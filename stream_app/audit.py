@@ -15,7 +15,7 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit, store_document
-from stream_app.lines import decode_line
+from stream_app.lines import decode_rekeyed
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection
 
@@ -51,7 +51,7 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
     for p in sorted(partitions):
         unit = Unit(cfg)
         for msg in partitions[p]:
-            ev = decode_line(msg.value or b"", settings.input_topics, cfg.currency)
+            ev = decode_rekeyed(msg.value or b"", settings.input_topics, cfg.currency)
             if type(ev) is not Rejection:
                 unit.offer(ev)
         for tc in unit.tier_changes:

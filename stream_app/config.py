@@ -14,6 +14,8 @@ from typing import Any
 from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 
+ROLES = ("all", "ingest", "score")
+
 
 class SettingsError(ValueError):
     """An ENGAGEMENT_* variable with a value the scorer cannot use; the message names it."""
@@ -59,6 +61,9 @@ class Settings:
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
+    #: what this process runs: `all` (ingest + scoring + KPIs + HTTP), `ingest` (validation and
+    #: re-keying only) or `score` (everything but ingest); two processes use both cores
+    role: str = "all"
     batch_size: int = 1000
     #: state records per changelog record batch (0: as many as fit); the chaos suite sets it low so
     #: one partition's batch state spans several record batches
@@ -74,6 +79,8 @@ class Settings:
             raise SettingsError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
         if self.partitions < 1:
             raise SettingsError("ENGAGEMENT_PARTITIONS must be at least 1")
+        if self.role not in ROLES:
+            raise SettingsError(f"ENGAGEMENT_ROLE={self.role!r}: use one of {', '.join(ROLES)}")
         self.engine_config()  # an invalid engine number fails here, at start
 
 

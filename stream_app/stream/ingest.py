@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 
 from stream_app.config import Settings
+from stream_app.lines import encode_rekeyed
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import BatchSender, consumer_options, partition_for
 from stream_app.stream.metrics import Metrics
-from stream_app.stream.processor import wrap_event
 from stream_app.validation import Rejection, validate_bytes
 
 log = logging.getLogger("stream_app.worker")
@@ -111,5 +111,5 @@ class Ingest:
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
-            sender.add(s.topic_events, partition_for(key, s.partitions), key, wrap_event(short, raw))
+            sender.add(s.topic_events, partition_for(key, s.partitions), key, encode_rekeyed(result))  # type: ignore[arg-type]
         return rejected

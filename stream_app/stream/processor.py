@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
-from stream_app.lines import decode_line
+from stream_app.lines import decode_rekeyed
 from stream_app.validation import Rejection
 
 CUSTOMER, EVENT_ID, UNIT = "c", "e", "u"
@@ -35,7 +35,8 @@ def parse_state_key(key: bytes) -> tuple[int, str, str]:
 
 
 def wrap_event(short_topic: str, raw: bytes) -> bytes:
-    """The re-keyed message: the original payload, untouched, with the topic it came from."""
+    """A re-keyed message in the older wrapper form (the original payload with its topic), which
+    `decode_rekeyed` still reads; ingest writes `lines.encode_rekeyed` arrays."""
     return b'{"topic":"' + short_topic.encode() + b'","event":' + raw + b"}"
 
 
@@ -97,7 +98,7 @@ class PartitionProcessor:
                 out.skipped += 1  # applied before a restart: its state is already in the changelog
                 continue
             self.offset = offset
-            ev = decode_line(value or b"", self.topic_names, cfg.currency)
+            ev = decode_rekeyed(value or b"", self.topic_names, cfg.currency)
             if type(ev) is Rejection:
                 # Only a producer writing straight to the re-keyed topic can cause this.
                 out.rejected.append((offset, ev, value or b""))

@@ -72,7 +72,7 @@ class Scorer:
 
     @property
     def ready(self) -> bool:
-        return self.scoring.ready
+        return True if self.settings.role == "ingest" else self.scoring.ready
 
     @property
     def processors(self) -> dict[int, PartitionProcessor]:
@@ -96,11 +96,13 @@ class Scorer:
 
     # -- wiring ------------------------------------------------------------------------------
     def _register(self) -> None:
-        app = self.app
-        app.task(self._ingest_loop)
-        app.task(self._scoring_loop)
-        app.task(self._kpi_reader)
-        app.timer(interval=1.0)(self._kpi_publisher)
+        app, role = self.app, self.settings.role
+        if role in ("all", "ingest"):
+            app.task(self._ingest_loop)
+        if role in ("all", "score"):
+            app.task(self._scoring_loop)
+            app.task(self._kpi_reader)
+            app.timer(interval=1.0)(self._kpi_publisher)
         register_views(app, self)
 
     async def _scoring_loop(self) -> None:

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from stream_app.config import EMBEDDED_PROFILE, Settings
+from stream_app.lines import decode_rekeyed
 from stream_app.report import format_number
 from stream_app.stream import web
 from stream_app.stream.ingest import Ingest
@@ -24,6 +25,7 @@ from stream_app.stream.kpis import StoreKpis, is_kpi_leader
 from stream_app.stream.launch import worker_command, worker_env
 from stream_app.stream.metrics import Metrics
 from stream_app.stream.worker import Scorer
+from stream_app.validation import validate_bytes
 
 STREAM = Path(__file__).resolve().parents[2] / "stream_app" / "stream"
 
@@ -106,7 +108,8 @@ def test_ingest_rekeys_accepted_events_and_dead_letters_the_rest() -> None:
     assert len(routed) == 1
     for _, p, key, value in routed:
         assert key == b"c1" and p == partition_for(b"c1", 4)
-        assert orjson.loads(value or b"{}")["topic"] == "clicks"
+        ev = decode_rekeyed(value or b"")
+        assert ev == validate_bytes(good, "clicks") and ev.topic == "clicks"  # the validated event itself
 
 
 async def test_store_kpis_without_partials_publish_nothing() -> None:
