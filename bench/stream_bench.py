@@ -119,17 +119,17 @@ async def _run_mode(settings: Settings, mode: str, n: int, tmp: str, broker_pid:
     """Start the workers of `mode` (`all`: one process; `split`: one ingest + one score process),
     wait until the n inputs are scored; records events/s and the CPU each process used."""
     await ensure_topics(settings)
-    roles = ["all"] if mode == "all" else ["ingest", "score"]
+    roles = {"all": ["all"], "two": ["all", "all"], "split": ["ingest", "score"]}[mode]
     cpu0 = _cpu_s(broker_pid)
     workers = [_start_worker(dataclasses.replace(settings, role=r), os.path.join(tmp, f"{mode}-{r}.log"))
                for r in roles]
     await _wait_scored(settings, n, timeout=900)
     first, last, _ = await _drain_time(settings)
     rate = n / max((last - first) / 1000, 1e-3)
-    key = "stream_events_per_s" if mode == "all" else "stream_events_per_s_split"
+    key = "stream_events_per_s" if mode == "all" else f"stream_events_per_s_{mode}"
     results[key] = round(rate)
     results[f"cpu_s_{mode}"] = {"broker": round(_cpu_s(broker_pid) - cpu0, 1),
-                                **{r: round(_cpu_s(w.pid), 1) for r, w in zip(roles, workers, strict=True)}}
+                                **{f"{r}{i}": round(_cpu_s(w.pid), 1) for i, (r, w) in enumerate(zip(roles, workers, strict=True))}}
     return workers
 
 
@@ -163,11 +163,12 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
 
         workers: list[subprocess.Popen[bytes]] = []
         try:
-            for w in await _run_mode(_outputs_of(settings, "all"), "all", n, tmp, broker.pid, results):
-                stop_process(w, 20)
+            for mode in ("all", "two"):  # one worker process, then two in one group
+                for w in await _run_mode(_outputs_of(settings, mode), mode, n, tmp, broker.pid, results):
+                    stop_process(w, 20)
             settings = _outputs_of(settings, "split")
             workers = await _run_mode(settings, "split", n, tmp, broker.pid, results)
-            for key in ("stream_events_per_s", "stream_events_per_s_split"):
+            for key in ("stream_events_per_s", "stream_events_per_s_two", "stream_events_per_s_split"):
                 results[key.replace("events_per_s", "vs_faust_iterate")] = round(
                     results[key] / results["faust_iterate_events_per_s"], 3)
             rate = results["stream_events_per_s_split"]  # the workers still running: the latency is theirs
