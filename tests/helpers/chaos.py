@@ -27,7 +27,7 @@ from stream_app.lines import decode_rekeyed
 from stream_app.stream.compat import refresh_metadata
 from stream_app.stream.kafka_io import changelog_topic, consumer_options
 from stream_app.validation import Rejection, validate_bytes
-from tests.helpers.compare import merged_kpis
+from tests.helpers.compare import merged_kpis, unique
 from tests.oracle import oracle_unit
 
 
@@ -46,17 +46,6 @@ def differing_fields(want: Any, got: Any) -> list[str]:
     if isinstance(want, dict) and isinstance(got, dict):
         return sorted(k for k in set(want) | set(got) if not close(want.get(k), got.get(k)))
     return ["<whole value>"]
-
-
-def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[bytes] = set()
-    out = []
-    for item in items:
-        k = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-        if k not in seen:
-            seen.add(k)
-            out.append(item)
-    return out
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 from tests.oracle import format_instant
 
 KPI_COUNTS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers")
@@ -62,3 +64,15 @@ def merged_kpis(parts: list[dict[str, Any]], as_of: int | None) -> dict[str, Any
             "average_order_value": ratio(total["revenue"], total["orders"]),
             "purchase_frequency": ratio(total["identified_orders"], total["customers"]),
             "repeat_purchase_rate": ratio(total["repeat_customers"], total["customers"])}
+
+
+def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At-least-once publications: drop exact repeats, keep first occurrences in order."""
+    seen: set[bytes] = set()
+    out = []
+    for item in items:
+        key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out

@@ -27,7 +27,7 @@ from stream_app.engine.events import TOPIC_OF_TYPE, Event
 from stream_app.lines import encode_rekeyed
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.validation import validate_bytes
-from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis
+from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis, unique
 from tests.oracle import oracle_document, oracle_unit
 from tests.strategies import event_streams
 
@@ -73,18 +73,6 @@ def expected(events: list[dict[str, Any]]) -> dict[str, Any]:
     return {"as_of": doc["as_of"], "customers": doc["customers"], "tier_changes": doc["tier_changes"],
             "alerts": alerts_without_ids(doc["alerts"]),
             "counts": {k: doc["counts"][k] for k in ("applied", "duplicates")}, "kpis": doc["kpis"]}
-
-
-def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At-least-once publications: drop exact repeats, keep first occurrences in order."""
-    seen: set[bytes] = set()
-    out = []
-    for item in items:
-        key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
 
 
 @MODES
