@@ -15,12 +15,9 @@ compacted topic keeps only the newest).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from stream_app.stream.state_store import Record, StateStore
-
-log = logging.getLogger(__name__)
 
 
 def unit_key(partition: int) -> bytes:
@@ -40,7 +37,6 @@ class ChangelogReplayer:
         self.pending: list[Record] = []   # records after the last commit marker
         self.pending_offset = offset
         self.read = 0
-        self.groups = 0
 
     def feed(self, offset: int, key: bytes, value: bytes | None) -> None:
         self.read += 1
@@ -64,7 +60,6 @@ class ChangelogReplayer:
             self.store.write(self.partition, self.pending, self.pending_offset)
         self.offset = self.pending_offset
         self.pending = []
-        self.groups += 1
 
     def rollback(self) -> list[Record]:
         """Records that make the newest value of every key of the unclosed tail committed again.

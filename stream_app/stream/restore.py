@@ -83,17 +83,12 @@ async def restore_units(partitions: Iterable[int], store: StateStore, consumer: 
             replayers[p] = ChangelogReplayer(p, {}, -1, store)
         if await read_changelog(consumer, changelog, {p: replayers[p] for p in mismatched}):
             raise RuntimeError(f"changelog partitions {sorted(mismatched)} cannot be read from their start")
+    undo = {p: tail for p, r in replayers.items() if (tail := r.rollback())}
     rollback = BatchSender(producer)
-    for p, r in replayers.items():
-        undo = r.rollback()
-        if undo:
-            log.warning("partition %d: discarded %d state records of an unfinished batch", p, len(r.pending))
-            rollback.extend(changelog, p, undo)
+    for p, tail in undo.items():
+        log.warning("partition %d: discarded %d state records of an unfinished batch", p, len(replayers[p].pending))
+        rollback.extend(changelog, p, tail)
     written = await rollback.flush()  # a committed group of its own, before anything new is written
-    out = {}
-    for p, r in replayers.items():
-        undo = r.rollback()
-        if undo:  # its values are the committed ones `r.records` already holds
-            store.write(p, undo, written[(changelog, p)])
-        out[p] = (PartitionProcessor.restore(p, r.records, config, topic_names), r)
-    return out
+    for p, tail in undo.items():  # its values are the committed ones the replayer already holds
+        store.write(p, tail, written[(changelog, p)])
+    return {p: (PartitionProcessor.restore(p, r.records, config, topic_names), r) for p, r in replayers.items()}

@@ -72,7 +72,6 @@ class Scoring:
         self.changelog = changelog_topic(s)
         self.assignor = OwnerAssignor(f"http://{s.web_host}:{s.web_port}")
         self.processors: dict[int, PartitionProcessor] = {}
-        self.assigned: set[int] = set()
         self.to_restore: set[int] = set()
         self.joined = False
         self.lock = asyncio.Lock()
@@ -93,14 +92,14 @@ class Scoring:
         assert consumer is not None
         new = {tp for tp in assigned if tp.partition not in self.processors}
         consumer.pause(*new)
-        self.assigned = {tp.partition for tp in assigned}
         self.to_restore |= {tp.partition for tp in new}
         self.joined = True
         m = self.metrics
         m.rebalances.inc()
         m.recovering.set(1 if self.to_restore else 0)
         m.ready.set(0 if self.to_restore else 1)
-        log.info("partitions assigned: %s (%d to restore)", sorted(self.assigned), len(self.to_restore))
+        log.info("partitions assigned: %s (%d to restore)", sorted(tp.partition for tp in assigned),
+                 len(self.to_restore))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:  # waits for the batch in flight: no write for a moving partition
@@ -113,7 +112,6 @@ class Scoring:
                     self.metrics.watermark.remove(str(tp.partition))
                 except KeyError:
                     pass
-            self.assigned -= {tp.partition for tp in revoked}
 
     # -- the loop ----------------------------------------------------------------------------------
     async def run(self, producer: AIOKafkaProducer) -> None:
