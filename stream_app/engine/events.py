@@ -5,22 +5,26 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-ORDERS, CLICKS, SOCIAL = "orders", "clicks", "social"
-TOPICS: tuple[str, ...] = (ORDERS, CLICKS, SOCIAL)
+ORDERS, CLICKS, SOCIAL, PRIVACY = "orders", "clicks", "social", "privacy"
+TOPICS: tuple[str, ...] = (ORDERS, CLICKS, SOCIAL, PRIVACY)
 
 ORDER_PLACED = "order_placed"
 ORDER_REFUNDED = "order_refunded"
 CHECKOUT_STARTED = "checkout_started"
 REVIEW = "review"
 SURVEY_RESPONSE = "survey_response"
+EMAIL_SENT, PUSH_SENT, SMS_SENT = "email_sent", "push_sent", "sms_sent"
+EMAIL_OPEN, EMAIL_CLICK, PUSH_OPEN, SMS_CLICK = "email_open", "email_click", "push_open", "sms_click"
+CUSTOMER_ERASED = "customer_erased"
 
 TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
     ORDERS: (ORDER_PLACED, ORDER_REFUNDED),
     CLICKS: (
         "page_view", "product_view", "search", "add_to_cart", CHECKOUT_STARTED,
-        "email_open", "email_click", "push_open", "sms_click",
+        EMAIL_OPEN, EMAIL_CLICK, PUSH_OPEN, SMS_CLICK, EMAIL_SENT, PUSH_SENT, SMS_SENT,
     ),
     SOCIAL: ("follow", "like", "share", "comment", REVIEW, "referral", SURVEY_RESPONSE),
+    PRIVACY: (CUSTOMER_ERASED,),
 }
 TOPIC_OF_TYPE: dict[str, str] = {t: topic for topic, ts in TYPES_BY_TOPIC.items() for t in ts}
 
@@ -29,11 +33,41 @@ FIXED_WEIGHTS: dict[str, float] = {
     "page_view": 0.1, "product_view": 0.2, "search": 0.2, "add_to_cart": 1.0,
     CHECKOUT_STARTED: 2.0, "email_open": 0.5, "email_click": 1.0, "push_open": 0.5,
     "sms_click": 1.0, "follow": 3.0, "like": 0.5, "share": 2.0, "comment": 1.5, REVIEW: 4.0,
-    "referral": 8.0, SURVEY_RESPONSE: 2.0,
+    "referral": 8.0, SURVEY_RESPONSE: 2.0, EMAIL_SENT: 0.0, PUSH_SENT: 0.0, SMS_SENT: 0.0,
 }
 FIXED_POINTS: dict[str, int] = {
     REVIEW: 50, "referral": 200, "follow": 20, "share": 10, SURVEY_RESPONSE: 10,
 }
+#: outbound messages (SPEC §1): applied, but not the customer's activity
+SENT_TYPES: frozenset[str] = frozenset((EMAIL_SENT, PUSH_SENT, SMS_SENT))
+#: types that never move last_activity_at nor count in clicks_30d / channels_30d (SPEC §1)
+NOT_ACTIVITY: frozenset[str] = SENT_TYPES | {CUSTOMER_ERASED}
+#: the SPEC §4 `messages_30d` / §7 message counts: type -> (medium, count name)
+MESSAGE_COUNTS: dict[str, tuple[str, str]] = {
+    EMAIL_SENT: ("email", "sent"), EMAIL_OPEN: ("email", "opened"), EMAIL_CLICK: ("email", "clicked"),
+    PUSH_SENT: ("push", "sent"), PUSH_OPEN: ("push", "opened"),
+    SMS_SENT: ("sms", "sent"), SMS_CLICK: ("sms", "clicked"),
+}
+#: the configured channels' default (SPEC §1); anything else counts as OTHER_CHANNEL
+DEFAULT_CHANNELS: tuple[str, ...] = ("web", "app", "store", "email", "sms", "push", "social")
+OTHER_CHANNEL = "other"
+_TYPE_CHANNEL: dict[str, str] = {
+    **{t: "email" for t in (EMAIL_SENT, EMAIL_OPEN, EMAIL_CLICK)},
+    **{t: "push" for t in (PUSH_SENT, PUSH_OPEN)},
+    **{t: "sms" for t in (SMS_SENT, SMS_CLICK)},
+    **{t: "social" for t in TYPES_BY_TOPIC[SOCIAL]},
+}
+
+
+def channel_of(ev_type: str, channel: str | None, channels: frozenset[str] | tuple[str, ...]) -> str | None:
+    """SPEC §1 channel of an event: its `channel` lower-cased when present and not empty, else the
+    type's own, else None; outside the configured `channels` it is `other`."""
+    ch = channel.lower() if channel else _TYPE_CHANNEL.get(ev_type)
+    if ch is None:
+        return None
+    return ch if ch in channels else OTHER_CHANNEL
+
+
 #: an order's weight counts its amount only up to this (SPEC §3)
 ORDER_AMOUNT_CAP = 400.0
 
