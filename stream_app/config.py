@@ -36,6 +36,7 @@ class Settings:
     topic_orders: str = "engagement.orders"
     topic_clicks: str = "engagement.clicks"
     topic_social: str = "engagement.social"
+    topic_privacy: str = "engagement.privacy"  # erasure requests (SPEC §9)
     topic_events: str = "engagement.events-by-customer"  # the re-keyed stream (processing units)
     topic_scores: str = "engagement.scores"
     topic_tier_changes: str = "engagement.tier-changes"
@@ -58,6 +59,8 @@ class Settings:
     churn_inactivity_days: float = 30.0   # churn_risk after this long without activity (§6)
     feedback_cooldown_hours: float = 24.0  # at most one negative_feedback alert per this (§6)
     dedupe_horizon_days: float = 7.0      # how long an applied event id is remembered (§2)
+    future_tolerance_hours: float = 24.0  # an event dated further after its Kafka timestamp is invalid (§1)
+    channels: str = "web,app,store,email,sms,push,social"  # other channels count as `other` (§1, §7)
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
@@ -107,7 +110,8 @@ class Settings:
     @property
     def input_topics(self) -> dict[str, str]:
         """Short topic name -> configured Kafka topic."""
-        return {"orders": self.topic_orders, "clicks": self.topic_clicks, "social": self.topic_social}
+        return {"orders": self.topic_orders, "clicks": self.topic_clicks, "social": self.topic_social,
+                "privacy": self.topic_privacy}
 
     def engine_config(self) -> EngineConfig:
         """The engine's parameters; a ValueError naming the variable when one is invalid."""
@@ -123,6 +127,8 @@ class Settings:
                 feedback_cooldown=_micros("feedback_cooldown_hours", self.feedback_cooldown_hours, HOUR),
                 dedupe_horizon=_micros("dedupe_horizon_days", self.dedupe_horizon_days, DAY),
                 currency=self.currency,
+                future_tolerance=_micros("future_tolerance_hours", self.future_tolerance_hours, HOUR),
+                channels=tuple(c.strip() for c in self.channels.split(",")),
             )
         except InvalidConfig as exc:
             name = _SETTING_OF_ENGINE_FIELD[exc.field]
@@ -140,7 +146,7 @@ _SETTING_OF_ENGINE_FIELD = {
     "order_window_days": "order_window_days", "activity_window_days": "activity_window_days",
     "cart_timeout": "cart_timeout_minutes", "churn_after": "churn_inactivity_days",
     "feedback_cooldown": "feedback_cooldown_hours", "dedupe_horizon": "dedupe_horizon_days",
-    "currency": "currency",
+    "currency": "currency", "future_tolerance": "future_tolerance_hours", "channels": "channels",
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from stream_app.engine.clock import DAY, HOUR, MINUTE
+from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
 
 TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
 BRONZE, SILVER, GOLD, PLATINUM = range(4)
@@ -41,6 +42,10 @@ class EngineConfig:
     order_window_days: int = 365
     activity_window_days: int = 30
     currency: str = "GBP"
+    #: an event dated more than this after it was received is invalid (SPEC §1)
+    future_tolerance: int = 24 * HOUR
+    #: the configured channels (SPEC §1); any other channel counts as `other`
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
 
     def __post_init__(self) -> None:
         b = self.tier_bounds
@@ -57,6 +62,13 @@ class EngineConfig:
         for name in ("order_window_days", "activity_window_days"):
             if getattr(self, name) < 1:
                 raise InvalidConfig(name, "must be at least 1 day")
+        if self.future_tolerance < 0:
+            raise InvalidConfig("future_tolerance", "must not be negative")
+        ch = self.channels
+        if (not ch or len(set(ch)) != len(ch) or OTHER_CHANNEL in ch
+                or any(not c or c != c.lower() or len(c) > 32 for c in ch)):
+            raise InvalidConfig("channels", f"must be distinct, non-empty, lower-case names other than "
+                                f"'{OTHER_CHANNEL}', at most 32 characters, got {ch}")
         cur = self.currency
         if len(cur) != 3 or not cur.isascii() or not cur.isalpha() or not cur.isupper():
             raise InvalidConfig("currency", f"must be a 3-letter upper-case currency code, got {cur!r}")
