@@ -22,8 +22,17 @@ if TYPE_CHECKING:
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: top-level fields of the store KPI document (SPEC §7, 365-day window): `engagement_store_kpi{kpi}`
 KPI_FIELDS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers",
-              "guest_checkout_rate", "average_order_value", "purchase_frequency", "repeat_purchase_rate")
+              "guest_checkout_rate", "average_order_value", "purchase_frequency", "repeat_purchase_rate",
+              "survey_responses", "promoters", "passives", "detractors", "nps",
+              "reviews", "satisfied_reviews", "csat", "average_rating")
+#: fields of the document's `engagement_30d` object (SPEC §7, 30-day window):
+#: `engagement_store_engagement_30d{kpi}`; its `customers_by_channel` map is
+#: `engagement_store_customers_by_channel{channel}`
+ENGAGEMENT_30D_FIELDS = ("email_sent", "email_opened", "email_clicked", "push_sent", "push_opened",
+                         "sms_sent", "sms_clicked", "email_open_rate", "email_click_rate", "push_open_rate",
+                         "sms_click_rate", "active_customers", "omnichannel_customers", "omnichannel_rate")
 
 
 class Metrics:
@@ -53,6 +62,17 @@ class Metrics:
         self.kpi = Gauge("engagement_store_kpi",
                          "Store KPIs over the 365-day window (exported by the KPI leader only)",
                          ["kpi"], registry=r)
+        # The 30-day messaging and channel figures get their own families: a different window
+        # than engagement_store_kpi, so a `kpi` value never silently means another period.
+        self.engagement_30d = Gauge("engagement_store_engagement_30d",
+                                    "Store messaging and channel KPIs over the 30-day window "
+                                    "(exported by the KPI leader only)", ["kpi"], registry=r)
+        self.customers_by_channel = Gauge("engagement_store_customers_by_channel",
+                                          "Distinct customers with activity on each channel over the "
+                                          "30-day window (exported by the KPI leader only)",
+                                          ["channel"], registry=r)
+        self.erasures = Counter("engagement_erasures_total", "customer_erased events applied (SPEC §9)",
+                                registry=r)
         self.rebalances = Counter("engagement_rebalances_total", "Partition assignments received", registry=r)
         self.recovery_duration = Gauge("engagement_recovery_duration_seconds",
                                        "Duration of the last state recovery", registry=r)
@@ -67,16 +87,22 @@ class Metrics:
         """Leader: the store KPIs; other workers: none (so the group exports them once)."""
         if doc is None:
             self.kpi.clear()
+            self.engagement_30d.clear()
+            self.customers_by_channel.clear()
             return
-        for name in KPI_FIELDS:
-            value = doc.get(name)
-            if value is None:
-                try:
-                    self.kpi.remove(name)  # a ratio with no denominator: no sample, not 0
-                except KeyError:
-                    pass
-            else:
-                self.kpi.labels(kpi=name).set(float(value))  # type: ignore[arg-type]
+        _set_labelled(self.kpi, KPI_FIELDS, doc)
+        e30 = doc.get("engagement_30d")
+        e30 = e30 if isinstance(e30, dict) else {}
+        _set_labelled(self.engagement_30d, ENGAGEMENT_30D_FIELDS, e30)
+        by_channel = e30.get("customers_by_channel")
+        by_channel = by_channel if isinstance(by_channel, dict) else {}
+        # the configured channels can change with a restart of the leader: drop channels gone
+        exported = {sample.labels["channel"] for fam in self.customers_by_channel.collect()
+                    for sample in fam.samples}
+        for channel in exported - by_channel.keys():
+            self.customers_by_channel.remove(channel)
+        for channel, n in by_channel.items():
+            self.customers_by_channel.labels(channel=channel).set(float(n))
 
     # -- the scoring path ----------------------------------------------------------------------
     def record_partition_batch(self, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
@@ -95,6 +121,8 @@ class Metrics:
                                      reason=d["reason"]).inc()
         for d in out.alerts:
             self.alerts.labels(type=d["type"], severity=d["severity"]).inc()
+        if out.erased:
+            self.erasures.inc(out.erased)
         wm = proc.unit.watermark
         if wm is not None:
             self.watermark.labels(partition=str(p)).set(wm / 1_000_000)
@@ -109,10 +137,25 @@ class Metrics:
             self.customers.labels(tier=tier).set(totals[tier])
 
 
+def _set_labelled(gauge: Gauge, names: tuple[str, ...], doc: Mapping[str, object]) -> None:
+    """One sample per field; a null or missing field has no sample (a ratio with no denominator,
+    or a document from an older engine): absent, not 0, so no panel or rule reads a false value."""
+    for name in names:
+        value = doc.get(name)
+        if value is None:
+            try:
+                gauge.remove(name)
+            except KeyError:
+                pass
+        else:
+            gauge.labels(kpi=name).set(float(value))  # type: ignore[arg-type]
+
+
 METRIC_NAMES: tuple[str, ...] = (
     "engagement_events_total", "engagement_dead_letters_total", "engagement_event_lag_seconds",
     "engagement_batch_duration_seconds", "engagement_watermark_seconds", "engagement_consumer_lag_messages",
     "engagement_customers", "engagement_tier_changes_total", "engagement_alerts_total", "engagement_store_kpi",
+    "engagement_store_engagement_30d", "engagement_store_customers_by_channel", "engagement_erasures_total",
     "engagement_rebalances_total", "engagement_recovery_duration_seconds", "engagement_recovery_partitions",
     "engagement_recovering", "engagement_ready", "engagement_build_info",
 )

@@ -164,6 +164,32 @@ def test_histogram_quantiles_keep_the_le_label(dashboard: dict[str, Any]) -> Non
     ("recovery", r"engagement_recovery_duration_seconds"),
     ("recovering / ready", r"engagement_recovering"),
     ("dead letters", r"engagement_dead_letters_total"),
+    ("erasures rate", r"rate\(engagement_erasures_total"),
+    ("NPS", r'engagement_store_kpi\{[^}]*kpi="nps"'),
+    ("CSAT", r'engagement_store_kpi\{[^}]*kpi="csat"'),
+    ("email open and click rates", r'engagement_store_engagement_30d\{[^}]*kpi=~"email_open_rate\|email_click_rate"'),
+    ("push and SMS rates", r'engagement_store_engagement_30d\{[^}]*kpi=~"push_open_rate\|sms_click_rate"'),
+    ("omnichannel customers", r'engagement_store_engagement_30d\{[^}]*omnichannel_customers'),
+    ("customers by channel", r"max by \(channel\) \(engagement_store_customers_by_channel"),
 ])
 def test_dashboard_shows(topic: str, pattern: str, dashboard: dict[str, Any]) -> None:
     assert any(re.search(pattern, t["expr"]) for _, t in targets(dashboard)), f"no panel for {topic}"
+
+
+def test_kpi_label_values_are_fields_the_workers_export(dashboard: dict[str, Any]) -> None:
+    """A `kpi` matcher names SPEC §7 fields as metrics.py exports them: a misspelt or moved field
+    would leave a panel empty without any error."""
+    from stream_app.stream.metrics import ENGAGEMENT_30D_FIELDS, KPI_FIELDS
+
+    exported = {"engagement_store_kpi": set(KPI_FIELDS), "engagement_store_engagement_30d": set(ENGAGEMENT_30D_FIELDS)}
+    seen = set()
+    for p, t in targets(dashboard):
+        for metric, matchers in re.findall(r"(engagement_store_\w+)\{([^}]*)\}", t["expr"]):
+            for op, values in re.findall(r'\bkpi\s*(=~|=)\s*"([^"]*)"', matchers):
+                names = values.split("|") if op == "=~" else [values]
+                assert metric in exported, f"{p['title']!r}: {metric} has no kpi label"
+                unknown = set(names) - exported[metric]
+                assert not unknown, f"{p['title']!r}: {metric} exports no kpi {sorted(unknown)}"
+                seen |= {(metric, n) for n in names}
+    for metric in exported:
+        assert any(m == metric for m, _ in seen), f"no panel reads {metric}"
