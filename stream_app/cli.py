@@ -97,6 +97,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from stream_app.erase import erasure_event, send_erasures
+
+    try:  # every id checked before anything is sent: all or nothing on bad input
+        events = [erasure_event(cid) for cid in dict.fromkeys(args.customer_ids)]
+    except ValueError as exc:
+        print(f"engagement erase: error: {exc}", file=sys.stderr)
+        return 2
+    settings = _broker_settings("erase")
+    if settings is None:
+        return 2
+    try:
+        sent = asyncio.run(send_erasures(settings, events))
+    except KafkaError as exc:
+        print(f"engagement erase: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    # what was sent, on stdout only (the operator's own input; never in the logs)
+    for ev in sent:
+        sys.stdout.buffer.write(orjson.dumps(ev, option=orjson.OPT_APPEND_NEWLINE))
+    print(f"sent {len(sent)} erasure request(s) to {settings.topic_privacy}", file=sys.stderr)
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from stream_app.audit import audit_main
 
@@ -135,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--bad-rate", dest="bad_rate", type=float, default=0.01)
     si.add_argument("--speed", type=float, default=1.0, help="event time runs this many times faster than real time")
     si.set_defaults(func=cmd_simulate)
+    er = sub.add_parser("erase", help="request the erasure of customers (SPEC §9; docs/PRIVACY.md)",
+                        description="Send one customer_erased event per customer id to the privacy "
+                                    "topic; prints each event sent as a JSON line.")
+    er.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    er.set_defaults(func=cmd_erase)
     au = sub.add_parser("audit", help="replay the re-keyed topic and compare with the published outputs")
     au.set_defaults(func=cmd_audit)
     de = sub.add_parser("demo", help="bundled broker + worker + simulator with a live view")
