@@ -9,16 +9,18 @@ from __future__ import annotations
 import gzip
 import sys
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
 from stream_app.engine.events import TOPIC_OF_TYPE, TOPICS, Event
 from stream_app.validation import (
+    DEFAULT_FUTURE_TOLERANCE,
     INVALID_FIELD,
     MAX_MESSAGE_BYTES,
     NOT_AN_OBJECT,
     Rejection,
+    instant_field,
     load_message,
     validate_object,
 )
@@ -31,8 +33,9 @@ class InputError(Exception):
 
 
 def is_wrapper(obj: Any) -> bool:
-    """SPEC §8: an object with both `topic` and `event` and no `type`."""
-    return isinstance(obj, dict) and "topic" in obj and "event" in obj and "type" not in obj
+    """SPEC §8: an object with non-null `topic` and `event` and no `type` (null counts as absent)."""
+    return (isinstance(obj, dict) and obj.get("topic") is not None and obj.get("event") is not None
+            and obj.get("type") is None)
 
 
 def wrapper_topic(name: Any, topic_names: dict[str, str] | None = None) -> str | None:
@@ -43,28 +46,51 @@ def wrapper_topic(name: Any, topic_names: dict[str, str] | None = None) -> str |
     return next((short for short, full in names.items() if name in (short, full)), None)
 
 
+class Unwrapped(NamedTuple):
+    topic: str  # short name
+    event: dict[str, Any]
+    received_at: int | None  # µs; None when the wrapper has none
+
+
+def unwrap(obj: dict[str, Any], topic_names: dict[str, str] | None = None) -> Unwrapped | Rejection:
+    """A wrapper's topic, event and received time, or the Rejection for its own first fault
+    (SPEC §8: they come before the event's), in the order topic, event, received_at."""
+    topic = wrapper_topic(obj["topic"], topic_names)
+    if topic is None:
+        names = topic_names or DEFAULT_TOPIC_NAMES
+        return Rejection(INVALID_FIELD, "topic", f"unknown topic {str(obj['topic'])[:64]!r}; expected one of "
+                         + ", ".join(sorted(names.values())))
+    event = obj["event"]
+    if not isinstance(event, dict):
+        return Rejection(NOT_AN_OBJECT, "event", "the wrapper's 'event' must be a JSON object")
+    received_at = instant_field(obj, "received_at")
+    if isinstance(received_at, Rejection):
+        return received_at
+    return Unwrapped(topic, event, received_at)
+
+
 def decode_line(
-    raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP"
+    raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
+    future_tolerance: int = DEFAULT_FUTURE_TOLERANCE,
 ) -> Any:
-    """One line (already split, without newline) -> Event | Rejection, with the §8 wrapper rule."""
+    """One line (already split, without newline) -> Event | Rejection, with the §8 wrapper rule.
+
+    A plain event line is not checked against the future (it has no received time); a wrapper's
+    `received_at`, when present, is (SPEC §1)."""
     obj, bad = load_message(raw, MAX_MESSAGE_BYTES)
     if bad is not None:
         return bad
-    topic = None
     if is_wrapper(obj):
-        topic = wrapper_topic(obj["topic"], topic_names)
-        if topic is None:
-            names = topic_names or DEFAULT_TOPIC_NAMES
-            return Rejection(INVALID_FIELD, "topic", f"unknown topic {str(obj['topic'])[:64]!r}; expected one of "
-                             + ", ".join(sorted(names.values())))
-        obj = obj["event"]
-        if not isinstance(obj, dict):
-            return Rejection(NOT_AN_OBJECT, "event", "the wrapper's 'event' must be a JSON object")
-    return validate_object(obj, topic, currency)
+        unwrapped = unwrap(obj, topic_names)
+        if isinstance(unwrapped, Rejection):
+            return unwrapped
+        return validate_object(unwrapped.event, unwrapped.topic, currency, unwrapped.received_at, future_tolerance)
+    return validate_object(obj, None, currency)
 
 
 def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) for non-blank lines; strips a trailing CR and a BOM on line 1."""
+    """(physical line number from 1, line) for the lines that are not empty or white space only
+    (SPEC §8); drops the newline, one trailing CR and a BOM on line 1. Splits on LF only."""
     for number, line in enumerate(stream, start=1):
         if line.endswith(b"\n"):
             line = line[:-1]
@@ -101,8 +127,12 @@ def encode_rekeyed(ev: Event) -> bytes:
     return orjson.dumps((REKEYED_FORMAT, *ev))
 
 
-def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP") -> Any:
-    """A re-keyed message -> Event | Rejection (anything not in our array form is decoded as a line)."""
+def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
+                   future_tolerance: int = DEFAULT_FUTURE_TOLERANCE) -> Any:
+    """A re-keyed message -> Event | Rejection (anything not in our array form is decoded as a line).
+
+    The array form was validated at ingest (with its Kafka timestamp as received time), so only
+    its shape is checked; its type and topic must agree (`TOPIC_OF_TYPE`, every topic included)."""
     if raw[:1] == b"[":
         try:
             v = orjson.loads(raw)
@@ -112,4 +142,4 @@ def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, curren
                 and type(v[1]) is str and TOPIC_OF_TYPE.get(v[2]) == v[3] and type(v[5]) is int
                 and (v[4] is None or type(v[4]) is str) and type(v[9]) in (int, float)):
             return Event(*v[1:])
-    return decode_line(raw, topic_names, currency)
+    return decode_line(raw, topic_names, currency, future_tolerance)

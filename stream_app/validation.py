@@ -2,22 +2,26 @@
 
 Checks run in the order of the SPEC's tables (size, JSON, object, then the envelope fields, then
 the type's own fields) and stop at the first fault, so each bad message yields one dead letter
-with one reason code. Errors are values (`Rejection`), never exceptions.
+with one reason code; `wrong_topic` comes last, once the event is otherwise valid. Errors are
+values (`Rejection`), never exceptions.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NamedTuple
 
 import orjson
 
-from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, MS, parse_rfc3339
+from stream_app.engine.clock import HOUR, MAX_INSTANT, MIN_INSTANT, MS, format_instant, parse_rfc3339
+from stream_app.engine.config import DEFAULT_CONFIG
 from stream_app.engine.events import (
     CLICKS,
     ORDER_REFUNDED,
     ORDERS,
     REVIEW,
+    SENT_TYPES,
     SOCIAL,
     SURVEY_RESPONSE,
     TOPIC_OF_TYPE,
@@ -25,6 +29,8 @@ from stream_app.engine.events import (
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
+#: SPEC §1 default: how far after its received time an event may be dated (µs)
+DEFAULT_FUTURE_TOLERANCE = DEFAULT_CONFIG.future_tolerance
 
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
@@ -72,11 +78,15 @@ def parse_json(data: bytes) -> tuple[Any, Rejection | None]:
         return orjson.loads(data), None
     except orjson.JSONDecodeError as exc:
         orjson_error = str(exc)
-    # orjson refuses integers beyond 64 bits, which are valid JSON: give the stdlib a second look
-    # (it must still refuse NaN/Infinity, which JSON does not have).
+    # orjson refuses some valid JSON (numbers beyond a double, e.g. 1e400): give the stdlib a
+    # second look. It must still refuse NaN/Infinity, which JSON does not have, and strings with
+    # a lone surrogate escape ("\ud800"): no UTF-8 text holds one, and one in a customer_id
+    # could not be encoded as a Kafka key or re-keyed message further on.
     try:
-        return json.loads(data, parse_constant=_reject_constant), None
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = json.loads(data, parse_constant=_reject_constant)
+        json.dumps(value, ensure_ascii=False).encode()  # raises on a lone surrogate
+        return value, None
+    except (ValueError, UnicodeError, RecursionError):
         return None, Rejection(INVALID_JSON, None, f"payload is not valid UTF-8 JSON: {orjson_error}")
 
 
@@ -124,29 +134,49 @@ def _json_type(v: Any) -> str:
     return "null"
 
 
-def _occurred_at(obj: dict[str, Any]) -> int:
-    v = obj.get("occurred_at")
+def _instant(obj: dict[str, Any], field: str) -> int:
+    """An `occurred_at`-form field (SPEC §1): RFC 3339 string or integer epoch ms, in range."""
+    v = obj.get(field)
     if type(v) is str:
         us = parse_rfc3339(v)
         if us is not None and MIN_INSTANT <= us < MAX_INSTANT:
             return us
         if us is None:
             raise _invalid(
-                "occurred_at",
+                field,
                 "must be an RFC 3339 date-time YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM, "
                 f"got {v[:64]!r}",
             )
     else:
         if v is None:
-            raise _missing("occurred_at")
+            raise _missing(field)
         if type(v) is float and v.is_integer():
             v = int(v)
         if type(v) is not int:
-            raise _invalid("occurred_at", f"must be an RFC 3339 string or integer epoch milliseconds, got {_json_type(v)}")
+            raise _invalid(field, f"must be an RFC 3339 string or integer epoch milliseconds, got {_json_type(v)}")
         us = v * MS
     if not MIN_INSTANT <= us < MAX_INSTANT:
-        raise _invalid("occurred_at", "must lie in [2000-01-01T00:00Z, 2100-01-01T00:00Z)")
+        raise _invalid(field, "must lie in [2000-01-01T00:00Z, 2100-01-01T00:00Z)")
     return us
+
+
+def instant_field(obj: dict[str, Any], field: str) -> int | None | Rejection:
+    """An optional field in `occurred_at`'s forms (a replay wrapper's `received_at`, SPEC §8):
+    None when absent or null, else its instant in µs, or the Rejection for a bad value."""
+    if obj.get(field) is None:
+        return None
+    try:
+        return _instant(obj, field)
+    except _Fault as fault:
+        return fault.rejection
+
+
+def _too_far_ahead(occurred_at: int, received_at: int, future_tolerance: int) -> _Fault:
+    return _invalid(
+        "occurred_at",
+        f"is {format_instant(occurred_at)}, more than {future_tolerance / HOUR:g} hours after the message "
+        f"was received ({format_instant(received_at)})",
+    )
 
 
 def _amount(obj: dict[str, Any], strictly_positive: bool) -> float:
@@ -159,6 +189,8 @@ def _amount(obj: dict[str, Any], strictly_positive: bool) -> float:
         a = float(v)
     except OverflowError:
         raise _invalid("amount", "is too large") from None
+    if not math.isfinite(a):  # 1e400 is a JSON number, but not a double (stdlib JSON gives inf)
+        raise _invalid("amount", "is too large")
     if strictly_positive and not a > 0:
         raise _invalid("amount", f"must be greater than 0, got {v}")
     if a < 0:
@@ -166,17 +198,28 @@ def _amount(obj: dict[str, Any], strictly_positive: bool) -> float:
     return a
 
 
-def validate_object(obj: Any, topic: str | None = None, currency: str = "GBP") -> Event | Rejection:
-    """Validate a decoded JSON value; `topic` is the short topic name or None to infer it."""
+def validate_object(
+    obj: Any, topic: str | None = None, currency: str = "GBP", received_at: int | None = None,
+    future_tolerance: int = DEFAULT_FUTURE_TOLERANCE,
+) -> Event | Rejection:
+    """Validate a decoded JSON value; `topic` is the short topic name or None to infer it.
+
+    `received_at` (µs) is when the message was received (its Kafka timestamp, or a replay
+    wrapper's `received_at`); None skips the SPEC §1 future-dated check.
+    """
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, None, f"payload must be a JSON object, got {_json_type(obj)}")
     try:
-        return _validate(obj, topic, currency)
+        ev = _validate(obj, currency, received_at, future_tolerance)
     except _Fault as fault:
         return fault.rejection
+    # SPEC §1: wrong_topic is checked last, once the event is otherwise valid.
+    if topic is not None and ev.topic != topic:
+        return Rejection(WRONG_TOPIC, "type", f"type {ev.type!r} belongs on the {ev.topic} topic, not {topic}")
+    return ev
 
 
-def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
+def _validate(obj: dict[str, Any], currency: str, received_at: int | None, future_tolerance: int) -> Event:
     # Hot path: the common valid shapes are checked inline; `_text` & co. explain any fault.
     event_id = obj.get("event_id")
     if type(event_id) is not str or not 0 < len(event_id) <= 128:
@@ -189,18 +232,19 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
     etopic = TOPIC_OF_TYPE.get(etype)
     if etopic is None:
         raise _Fault(Rejection(UNKNOWN_TYPE, "type", f"unknown event type {etype[:64]!r}"))
-    if topic is not None and etopic != topic:
-        raise _Fault(Rejection(
-            WRONG_TOPIC, "type", f"type {etype!r} belongs on the {etopic} topic, not {topic}"))
     is_order = etopic == ORDERS
     customer_id = obj.get("customer_id")
     if type(customer_id) is not str or not 0 < len(customer_id) <= 128:
+        # only order events have the guest exception (not customer_erased: SPEC §1)
         guest = obj.get("guest") is True if is_order else False
         customer_id = _text(obj, "customer_id", 1, 128, not guest)
     ts = obj.get("occurred_at")
     occurred_at = parse_rfc3339(ts) if type(ts) is str else None
     if occurred_at is None or not MIN_INSTANT <= occurred_at < MAX_INSTANT:
-        occurred_at = _occurred_at(obj)
+        occurred_at = _instant(obj, "occurred_at")
+    # SPEC §1: not more than future_tolerance after it was received (exactly at it is accepted)
+    if received_at is not None and occurred_at > received_at + future_tolerance:
+        raise _too_far_ahead(occurred_at, received_at, future_tolerance)
     channel = obj.get("channel")
     if channel is not None and (type(channel) is not str or len(channel) > 32):
         channel = _text(obj, "channel", 0, 32, False)
@@ -222,11 +266,15 @@ def _validate(obj: dict[str, Any], topic: str | None, currency: str) -> Event:
                      order_id=order_id, amount=amount, guest=g is True)
     if etopic == CLICKS:
         cart_id = obj.get("cart_id")
-        if cart_id is not None and (type(cart_id) is not str or len(cart_id) > 128):
+        if etype in SENT_TYPES:
+            cart_id = None  # `*_sent` have no extra fields: a cart_id is an unknown field, ignored
+        elif cart_id is not None and (type(cart_id) is not str or len(cart_id) > 128):
             cart_id = _text(obj, "cart_id", 0, 128, False)
         # tuple.__new__ skips the NamedTuple's Python-level __new__ on the hottest path
         return _new_tuple(Event, (event_id, etype, CLICKS, customer_id, occurred_at, channel,
                                   schema_version, None, 0.0, False, cart_id, None, None, None))
+    if etopic != SOCIAL:  # the privacy topic: customer_erased has no fields of its own
+        return Event(event_id, etype, etopic, customer_id, occurred_at, channel, schema_version)  # type: ignore[arg-type]
     rating = nps = referred = None
     if etype == REVIEW:
         rating = _integer(obj, "rating", 1, 5, True)
@@ -253,10 +301,11 @@ def load_message(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Any, 
 
 
 def validate_bytes(
-    data: bytes, topic: str | None = None, currency: str = "GBP", max_bytes: int = MAX_MESSAGE_BYTES
+    data: bytes, topic: str | None = None, currency: str = "GBP", max_bytes: int = MAX_MESSAGE_BYTES,
+    received_at: int | None = None, future_tolerance: int = DEFAULT_FUTURE_TOLERANCE,
 ) -> Event | Rejection:
-    """The whole SPEC §1 pipeline for one message value."""
+    """The whole SPEC §1 pipeline for one message value (`received_at`: see `validate_object`)."""
     obj, bad = load_message(data, max_bytes)
     if bad is not None:
         return bad
-    return validate_object(obj, topic, currency)
+    return validate_object(obj, topic, currency, received_at, future_tolerance)

@@ -1,5 +1,7 @@
 """Ingest: validate the input topics and re-key accepted events by customer (at-least-once).
 
+Each message is validated with its Kafka timestamp as its received time (SPEC §1's future rule).
+
 One aiokafka consumer group (`<app>-ingest`) reads whole fetches; per fetch, rejected messages go
 to the dead-letter topic and accepted ones, wrapped with their source topic, to the re-keyed topic
 (key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
@@ -47,6 +49,8 @@ class Ingest:
         self.settings = settings
         self.metrics = metrics
         self.fatal = fatal
+        #: SPEC §1: an event dated more than this (µs) after its Kafka timestamp is invalid
+        self.future_tolerance = settings.engine_config().future_tolerance
 
     async def run(self, producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
         """Validate and re-key the input topics with a plain aiokafka consumer group.
@@ -99,10 +103,15 @@ class Ingest:
                        sender: BatchSender) -> int:
         """Validate and route one partition's fetch; returns how many were dead-lettered."""
         s = self.settings
+        currency, tolerance = s.currency, self.future_tolerance
         rejected = 0
         for msg in records:
             raw = msg.value if msg.value is not None else b""
-            result = validate_bytes(raw, short, s.currency)
+            # A message was received at its Kafka timestamp (ms; SPEC §1). A record without one
+            # (-1, from pre-0.10 message formats) is not checked against the future.
+            ts = msg.timestamp
+            result = validate_bytes(raw, short, currency, received_at=ts * 1000 if ts >= 0 else None,
+                                    future_tolerance=tolerance)
             if type(result) is Rejection:
                 sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
                            dead_letter(result, topic_name, partition, msg.offset, raw))

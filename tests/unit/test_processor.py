@@ -76,7 +76,9 @@ def test_outputs_carry_every_changed_customer_and_the_unit_record_last() -> None
 
 def test_a_bad_rekeyed_message_is_rejected_not_applied() -> None:
     p = PartitionProcessor(0, Unit())
-    out = p.process([(0, b"not json"), (1, wrap_event("orders", b'{"event_id": "x", "type": "page_view"}'))])
+    # otherwise valid, so the fault is the topic (SPEC §1 checks wrong_topic last)
+    click = b'{"event_id": "x", "type": "page_view", "customer_id": "c", "occurred_at": "2024-01-01T00:00:00Z"}'
+    out = p.process([(0, b"not json"), (1, wrap_event("orders", click))])
     assert [r.reason for _, r, _ in out.rejected] == ["invalid_json", "wrong_topic"]
     assert out.applied == 0 and p.offset == 1
     assert decode_line(b"{}") is not None

@@ -167,3 +167,82 @@ def test_summary_into_a_closed_pipe_exits_quietly() -> None:
     proc = subprocess.run(f"{sys.executable} -m stream_app replay {DATA} --summary | head -1",
                           shell=True, capture_output=True)
     assert proc.stdout.startswith(b"Store KPIs") and b"Traceback" not in proc.stderr
+
+
+# ------------------------------------------- line reading: blank lines, received_at, --as-of
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_physical(tmp_path: Path) -> None:
+    p = tmp_path / "e.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf\r\n" + b"\n" + b" \t \n" + line(PV) + b"\r\n" + b"\r\n" + b"{oops\n"
+                  + b"   \n" + line({**PV, "event_id": "p2", "type": "review"}) + b"\n" + b"\t")
+    doc = replay_file(str(p))
+    assert [(d["line"], d["reason"], d["field"]) for d in doc["dead_letters"]] == [
+        (6, "invalid_json", None), (8, "missing_field", "rating")]
+    assert doc["counts"]["applied"] == 1 and doc["counts"]["rejected"] == 2
+
+
+def test_received_at_on_a_wrapper_line_rejects_a_future_dated_event() -> None:
+    future = {**PV, "event_id": "p2", "occurred_at": "2099-12-31T23:00:00Z"}
+    lines = [
+        line({"topic": "clicks", "event": PV, "received_at": "2024-01-01T10:00:00Z"}),
+        line({"topic": "engagement.clicks", "event": future, "received_at": "2024-01-01T10:00:00Z"}),
+        line({"topic": "clicks", "event": {**PV, "event_id": "p3"}, "received_at": "2024-01-01 10:00"}),
+        line({"topic": "engagement.clicks", "event": {**PV, "event_id": "p4", "type": "email_sent"},
+              "received_at": 1704103200000}),
+        line({**future, "event_id": "p5"}),             # a plain line has no received time: applied
+    ]
+    doc = replay_lines(lines)
+    assert [(d["line"], d["reason"], d["field"]) for d in doc["dead_letters"]] == [
+        (2, "invalid_field", "occurred_at"), (3, "invalid_field", "received_at")]
+    assert doc["counts"]["applied"] == 3
+
+
+def test_the_fast_path_and_decode_line_agree() -> None:
+    """Replay.feed decodes plain event lines without the wrapper logic; both routes must give the
+    same result for every shape, wrappers and near-wrappers included."""
+    from stream_app.lines import decode_line
+    from stream_app.replay import Replay
+
+    lines = [
+        line(PV), line({**PV, "type": None, "topic": "clicks", "event": PV}),
+        line({"type": None, "topic": "clicks", "event": {**PV, "event_id": "w"}, "received_at": "bad"}),
+        line({**PV, "topic": "nope", "event": 1}), line({"topic": None, "event": PV}), line([PV]),
+        line({**PV, "type": "customer_erased", "customer_id": None}), b"{oops", line({**PV, "type": "review"}),
+    ]
+    replay = Replay()
+    replay.feed(enumerate(lines, start=1))
+    dead = {d["line"]: (d["reason"], d["field"], d["message"]) for d in replay.dead_letters}
+    for number, raw in enumerate(lines, start=1):
+        want = decode_line(raw)
+        got = dead.get(number)
+        assert got == (tuple(want) if got is not None else None), (number, want)
+    assert dead[3][:2] == ("invalid_field", "received_at")
+
+
+@pytest.mark.parametrize("text,want", [
+    ("2024-03-01T00:00:00Z", "2024-03-01T00:00:00Z"),
+    ("2024-03-01t00:00:00z", "2024-03-01T00:00:00Z"),
+    ("2024-03-01T01:30:00+01:30", "2024-03-01T00:00:00Z"),
+    ("2024-02-29T19:00:00-05:00", "2024-03-01T00:00:00Z"),
+    ("2024-03-01T00:00:00.1234567Z", "2024-03-01T00:00:00.123456Z"),
+    ("2024-03-01T00:00:00.5Z", "2024-03-01T00:00:00.500Z"),
+])
+def test_as_of_takes_the_occurred_at_string_forms(text: str, want: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert replay_lines([line(PV)], as_of=text)["as_of"] == want
+    p = tmp_path / "e.jsonl"
+    p.write_bytes(line(PV) + b"\n")
+    assert main(["replay", str(p), "--as-of", text]) == 0
+    assert orjson.loads(capsys.readouterr().out)["as_of"] == want
+
+
+@pytest.mark.parametrize("text", ["1709251200000", "2024-03-01 00:00:00Z", "2024-03-01T00:00:00",
+                                  "2024-03-01T00:00Z", "2024-02-30T00:00:00Z", "2100-01-01T00:00:00Z"])
+def test_as_of_refuses_other_forms(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ReplayError, match="as-of"):
+        replay_lines([line(PV)], as_of=text)
+    p = tmp_path / "e.jsonl"
+    p.write_bytes(line(PV) + b"\n")
+    assert main(["replay", str(p), "--as-of", text]) == 2
+    assert "--as-of" in capsys.readouterr().err

@@ -97,7 +97,9 @@ def test_ingest_rekeys_accepted_events_and_dead_letters_the_rest() -> None:
     s = Settings(broker="kafka://h:1", partitions=4)
     good = orjson.dumps({"event_id": "e1", "type": "page_view", "customer_id": "c1",
                          "occurred_at": "2024-01-01T00:00:00Z", "channel": "web"})
-    records = [SimpleNamespace(value=good, key=b"c1", offset=7), SimpleNamespace(value=b"{", key=None, offset=8)]
+    ts = 1704067200000  # the records' Kafka timestamp (ms), the received time of SPEC §1
+    records = [SimpleNamespace(value=good, key=b"c1", offset=7, timestamp=ts),
+               SimpleNamespace(value=b"{", key=None, offset=8, timestamp=ts)]
     sender = _Sender()
     rejected = Ingest(s, Metrics(), lambda exc: None).ingest_records("clicks", s.topic_clicks, 2, records,
                                                                      sender)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from stream_app.validation import (
     WRONG_TOPIC,
     Rejection,
     validate_bytes,
+    validate_object,
 )
 
 BASE = {"event_id": "e1", "type": "page_view", "customer_id": "c1", "occurred_at": "2024-05-01T10:00:00Z"}
@@ -210,3 +211,179 @@ def test_every_reason_code_is_exercised() -> None:
     # The parametrized tests above cover each code; this guards the list itself.
     assert set(REASONS) == {INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE, UNKNOWN_TYPE, MISSING_FIELD,
                             INVALID_FIELD, WRONG_TOPIC}
+
+
+# ------------------------------------------------- SPEC §1 additions: new types, future, order
+
+SENT = {**BASE, "type": "email_sent"}
+ERASED = {"event_id": "x1", "type": "customer_erased", "customer_id": "c1", "occurred_at": "2024-05-01T10:00:00Z"}
+T0 = parse_rfc3339("2024-05-01T10:00:00Z")
+
+
+@pytest.mark.parametrize("etype", ["email_sent", "push_sent", "sms_sent"])
+def test_sent_types_are_clicks_events_without_fields_of_their_own(etype: str) -> None:
+    ev = check({**BASE, "type": etype, "channel": "email"}, "clicks")
+    assert isinstance(ev, Event) and (ev.type, ev.topic, ev.customer_id) == (etype, "clicks", "c1")
+    # no extra fields: a cart_id, even one a click would reject, is an unknown field and ignored
+    ev = check({**BASE, "type": etype, "cart_id": 12}, "clicks")
+    assert isinstance(ev, Event) and ev.cart_id is None
+    rejected(check({**BASE, "type": etype, "customer_id": None}), MISSING_FIELD, "customer_id")
+    rejected(check({**BASE, "type": etype}, "social"), WRONG_TOPIC, "type")
+
+
+def test_customer_erased_is_a_privacy_event_with_a_required_customer_id() -> None:
+    ev = check({**ERASED, "reason": "gdpr request"}, "privacy")
+    assert isinstance(ev, Event) and (ev.type, ev.topic, ev.customer_id) == ("customer_erased", "privacy", "c1")
+    assert ev.unit_key == "c1"
+    no_customer = {k: v for k, v in ERASED.items() if k != "customer_id"}
+    rejected(check(no_customer, "privacy"), MISSING_FIELD, "customer_id")
+    # the guest exception is for order events only
+    rejected(check({**no_customer, "guest": True, "order_id": "o1"}, "privacy"), MISSING_FIELD, "customer_id")
+    rejected(check({**ERASED, "customer_id": ""}, "privacy"), INVALID_FIELD, "customer_id")
+    rejected(check(ERASED, "social"), WRONG_TOPIC, "type")
+    rejected(check({**BASE, "type": "follow"}, "privacy"), WRONG_TOPIC, "type")
+
+
+def test_future_dated_rule_at_the_boundary() -> None:
+    """SPEC §1: occurred_at may be at most future_tolerance (default 24 h) after received_at."""
+    day = 24 * 3600 * SECOND
+    data = orjson.dumps(BASE)
+    assert isinstance(validate_bytes(data, received_at=T0 - day), Event)         # exactly at: accepted
+    late = validate_bytes(data, received_at=T0 - day - 1)                         # 1 µs beyond: rejected
+    rejected(late, INVALID_FIELD, "occurred_at")
+    assert "24 hours after the message was received" in late.message  # type: ignore[union-attr]
+    assert "2024-05-01T10:00:00Z" in late.message  # type: ignore[union-attr]
+    assert isinstance(validate_bytes(data), Event)                                # no received time: unchecked
+    assert isinstance(validate_bytes(data, received_at=T0 + day), Event)          # the past is fine
+    # the configured tolerance, and the epoch-millisecond form
+    ms = orjson.dumps({**BASE, "occurred_at": T0 // MS})
+    assert isinstance(validate_bytes(ms, received_at=T0 - 3600 * SECOND, future_tolerance=3600 * SECOND), Event)
+    rejected(validate_bytes(ms, received_at=T0 - 3600 * SECOND - 1, future_tolerance=3600 * SECOND),
+             INVALID_FIELD, "occurred_at")
+    rejected(validate_bytes(data, received_at=T0 - 1, future_tolerance=0), INVALID_FIELD, "occurred_at")
+
+
+def test_a_mistyped_year_is_rejected_against_the_received_time() -> None:
+    received = parse_rfc3339("2024-05-01T10:00:00Z")
+    rejected(validate_object({**BASE, "occurred_at": "2099-12-31T23:00:00Z"}, "clicks", received_at=received),
+             INVALID_FIELD, "occurred_at")
+
+
+def test_future_fault_is_an_occurred_at_fault_in_envelope_order() -> None:
+    day = 24 * 3600 * SECOND
+    ahead = {**BASE, "occurred_at": "2024-05-03T10:00:00Z", "channel": 5}
+    rejected(validate_object(ahead, None, received_at=T0), INVALID_FIELD, "occurred_at")   # before channel
+    rejected(validate_object({**ahead, "customer_id": None}, None, received_at=T0), MISSING_FIELD, "customer_id")
+    # an out-of-range instant is reported as such, not as future-dated
+    r = validate_object({**BASE, "occurred_at": "2100-01-01T00:00:00Z"}, None, received_at=T0)
+    rejected(r, INVALID_FIELD, "occurred_at")
+    assert "2100-01-01T00:00Z)" in r.message  # type: ignore[union-attr]
+    assert isinstance(validate_object({**BASE, "occurred_at": "2024-05-02T10:00:00Z"}, None, received_at=T0), Event)
+    assert T0 + day == parse_rfc3339("2024-05-02T10:00:00Z")
+
+
+@pytest.mark.parametrize("obj,topic,reason,field", [
+    # wrong topic and another fault: the other fault (SPEC §1: wrong_topic is checked last)
+    ({**BASE, "type": "review"}, "clicks", MISSING_FIELD, "rating"),
+    ({**BASE, "type": "review", "rating": 9}, "orders", INVALID_FIELD, "rating"),
+    ({**BASE, "channel": "c" * 33}, "orders", INVALID_FIELD, "channel"),
+    ({**BASE, "occurred_at": "2024-05-01 10:00:00Z"}, "social", INVALID_FIELD, "occurred_at"),
+    ({**ORDER, "amount": -1}, "clicks", INVALID_FIELD, "amount"),
+    ({**ORDER, "currency": "EUR"}, "social", INVALID_FIELD, "currency"),
+    ({**BASE, "type": "add_to_cart", "cart_id": 7}, "orders", INVALID_FIELD, "cart_id"),
+    ({**ERASED, "customer_id": None}, "clicks", MISSING_FIELD, "customer_id"),
+    ({**BASE, "type": "teleport"}, "clicks", UNKNOWN_TYPE, "type"),
+    # otherwise valid: wrong_topic
+    ({**BASE, "type": "review", "rating": 1}, "clicks", WRONG_TOPIC, "type"),
+    ({k: v for k, v in ORDER.items() if k != "customer_id"} | {"guest": True}, "clicks", WRONG_TOPIC, "type"),
+])
+def test_wrong_topic_is_checked_last(obj: dict[str, Any], topic: str, reason: str, field: str) -> None:
+    rejected(check(obj, topic), reason, field)
+
+
+def test_future_fault_beats_wrong_topic() -> None:
+    obj = {**BASE, "occurred_at": "2099-12-31T23:00:00Z"}
+    rejected(validate_object(obj, "orders", received_at=T0), INVALID_FIELD, "occurred_at")
+
+
+def test_duplicated_keys_the_last_one_counts() -> None:
+    head = b'{"event_id":"e1","type":"review","customer_id":"c1","occurred_at":"2024-05-01T10:00:00Z",'
+    ev = validate_bytes(head + b'"rating":9,"rating":4}')
+    assert isinstance(ev, Event) and ev.rating == 4
+    rejected(validate_bytes(head + b'"rating":4,"rating":9}'), INVALID_FIELD, "rating")
+    rejected(validate_bytes(head + b'"rating":4,"rating":null}'), MISSING_FIELD, "rating")
+    ev = validate_bytes(b'{"customer_id":"first",' + head[1:] + b'"rating":4}')
+    assert isinstance(ev, Event) and ev.customer_id == "c1"
+
+
+def test_duplicated_keys_also_in_the_stdlib_fallback() -> None:
+    # 1e400 is JSON that orjson refuses (beyond a double), so this payload takes the stdlib path
+    head = b'{"big":1e400,"event_id":"e1","type":"review","customer_id":"c1","occurred_at":"2024-05-01T10:00:00Z",'
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(head + b'"rating":4}')
+    ev = validate_bytes(head + b'"rating":9,"rating":4}')
+    assert isinstance(ev, Event) and ev.rating == 4
+    rejected(validate_bytes(head + b'"rating":4,"rating":9}'), INVALID_FIELD, "rating")
+
+
+def test_numbers_beyond_a_double_and_lone_surrogates() -> None:
+    # 1e400 parses (stdlib) to inf: an amount that is "too large", not an infinite revenue
+    rejected(validate_bytes(orjson.dumps(ORDER).replace(b'"amount":12.5', b'"amount":1e400')),
+             INVALID_FIELD, "amount")
+    rejected(validate_bytes(orjson.dumps(BASE).replace(b'"occurred_at":"2024-05-01T10:00:00Z"',
+                                                       b'"occurred_at":1e400')), INVALID_FIELD, "occurred_at")
+    # a lone surrogate escape is no UTF-8 text: it would not even encode as a Kafka key
+    rejected(validate_bytes(orjson.dumps(BASE).replace(b'"c1"', b'"c\\ud800"')), INVALID_JSON, None)
+    rejected(validate_bytes(b'{"\\udfff":1}'), INVALID_JSON, None)
+    ev = validate_bytes(orjson.dumps(BASE).replace(b'"c1"', b'"c\\ud83d\\ude00"'))   # a proper pair
+    assert isinstance(ev, Event) and ev.customer_id == "c😀"
+
+
+@pytest.mark.parametrize("text,micros", [
+    ("2024-05-01T10:00:00.1234569Z", 123_456),             # truncated, not rounded up
+    ("2024-05-01T10:00:00.9999999999Z", 999_999),
+    ("2024-05-01t12:00:00.0000009+02:00", 0),
+    ("2024-05-01T05:00:00.5000001-05:00", 500_000),
+])
+def test_sub_microsecond_fractions_are_truncated(text: str, micros: int) -> None:
+    ev = check({**BASE, "occurred_at": text})
+    assert isinstance(ev, Event) and ev.occurred_at == T0 + micros
+
+
+def test_truncation_does_not_round_into_range() -> None:
+    rejected(check({**BASE, "occurred_at": "1999-12-31T23:59:59.9999999Z"}), INVALID_FIELD, "occurred_at")
+    ev = check({**BASE, "occurred_at": "2099-12-31T23:59:59.9999999Z"})
+    assert isinstance(ev, Event) and ev.occurred_at == parse_rfc3339("2100-01-01T00:00:00Z") - 1
+
+
+class _Sender:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None]] = []
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        self.records.append((topic, value))
+
+
+def test_ingest_checks_each_record_against_its_kafka_timestamp() -> None:
+    from types import SimpleNamespace
+
+    from stream_app.config import Settings
+    from stream_app.stream.ingest import Ingest
+    from stream_app.stream.metrics import Metrics
+
+    s = Settings(broker="kafka://h:1", partitions=4, future_tolerance_hours=1.0)
+    value = orjson.dumps(BASE)                     # occurred 2024-05-01T10:00:00Z
+    ms = T0 // MS
+    records = [
+        SimpleNamespace(value=value, key=b"c1", offset=0, timestamp=ms - 3_600_000),       # exactly 1 h: kept
+        SimpleNamespace(value=value, key=b"c1", offset=1, timestamp=ms - 3_600_001),       # 1 ms more: rejected
+        SimpleNamespace(value=value, key=b"c1", offset=2, timestamp=-1),                   # no timestamp
+        SimpleNamespace(value=orjson.dumps(ERASED), key=b"c1", offset=3, timestamp=ms),     # privacy topic
+    ]
+    sender = _Sender()
+    ingest = Ingest(s, Metrics(), lambda exc: None)
+    assert ingest.ingest_records("clicks", s.topic_clicks, 0, records[:3], sender) == 1  # type: ignore[arg-type]
+    assert ingest.ingest_records("privacy", s.topic_privacy, 0, records[3:], sender) == 0  # type: ignore[arg-type]
+    dead = [orjson.loads(v or b"") for t, v in sender.records if t == s.topic_dead_letter]
+    assert [(d["reason"], d["field"], d["source"]["offset"]) for d in dead] == [("invalid_field", "occurred_at", 1)]
+    assert sum(t == s.topic_events for t, _ in sender.records) == 3
