@@ -48,6 +48,10 @@ class Settings:
     web_host: str = "127.0.0.1"           # advertised to other workers (HTTP routing by key owner)
     web_bind: str = ""                    # listen address; empty = web_host (containers: 0.0.0.0)
     web_port: int = 6066
+    #: bearer token that /customers/* and /kpis require (docs/SECURITY.md); empty = the API is open
+    api_token: str = field(default="", repr=False)
+    #: a file holding the token instead (a mounted Kubernetes Secret); set one of the two
+    api_token_file: str = ""
     currency: str = "GBP"
     # -- the engine's numbers (SPEC defaults; `engine_config()` turns them into an EngineConfig) --
     half_life_days: float = 30.0          # score half-life H (SPEC §3)
@@ -106,6 +110,30 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The ENGAGEMENT_* variables that reproduce these settings in another process."""
         return {f"ENGAGEMENT_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    def read_api_token(self) -> str | None:
+        """The HTTP API's bearer token (from ENGAGEMENT_API_TOKEN or the file), None when unset.
+
+        Read at worker start, so a missing or empty Secret file fails there, naming the variable.
+        """
+        if self.api_token and self.api_token_file:
+            raise SettingsError("set ENGAGEMENT_API_TOKEN or ENGAGEMENT_API_TOKEN_FILE, not both")
+        token, name = self.api_token, "ENGAGEMENT_API_TOKEN"
+        if self.api_token_file:
+            name = f"ENGAGEMENT_API_TOKEN_FILE={self.api_token_file!r}"
+            try:
+                with open(self.api_token_file, encoding="utf-8") as f:
+                    token = f.read().strip()  # Secret files and `echo` leave a trailing newline
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{name}: cannot read the token: {exc.__class__.__name__}") from None
+            if not token:
+                raise SettingsError(f"{name}: the file is empty")
+        if not token:
+            return None
+        # an HTTP header value: printable ASCII without spaces (RFC 6750 b64token and more)
+        if not all(33 <= ord(c) <= 126 for c in token):
+            raise SettingsError(f"{name}: the token must be printable ASCII without spaces")
+        return token
 
     @property
     def input_topics(self) -> dict[str, str]:
@@ -179,7 +207,7 @@ def parse_tier_bounds(text: str) -> tuple[float, ...]:
 
 def env_table() -> list[tuple[str, str, str]]:
     """(variable, default, type) for every setting: the README table is generated from this."""
-    return [(f"ENGAGEMENT_{f.name.upper()}", "" if f.name == "sasl_password" else str(f.default),
+    return [(f"ENGAGEMENT_{f.name.upper()}", "" if not f.repr else str(f.default),  # secrets: no default shown
              type(f.default).__name__) for f in fields(Settings)]
 
 

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from stream_app.config import Settings
 from stream_app.engine.events import TOPIC_OF_TYPE
 from stream_app.lines import is_wrapper, iter_lines, open_events, wrapper_topic
-from stream_app.stream.kafka_io import BatchSender, client_options, partition_for
+from stream_app.stream.kafka_io import BatchSender, client_options, partition_for, start_client
 
 
 def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None, bytes]:
@@ -52,7 +52,7 @@ def _key(obj: object) -> bytes | None:
 async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float | None = None,
                         progress: bool = False, total: int | None = None) -> int:
     producer = AIOKafkaProducer(linger_ms=20, max_batch_size=262_144, **client_options(settings))
-    await producer.start()
+    await start_client(producer, settings)  # a refused login: a clear error, not a traceback
     sent = 0
     t0 = time.monotonic()
     counts: dict[str, int] = {}

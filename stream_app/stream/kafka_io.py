@@ -10,10 +10,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.partitioner import murmur2
 
-from stream_app.config import Settings
+from stream_app.config import Settings, SettingsError
 from stream_app.stream import failpoints
 from stream_app.stream.compat import refresh_metadata
 
@@ -25,21 +31,78 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class BrokerConnectError(SettingsError):
+    """A client could not connect or authenticate at start; the message names the settings to check
+    (never the password). A SettingsError, so the CLI prints it without a traceback."""
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Connection options for aiokafka clients from the security settings.
 
-    The one mapping of `ENGAGEMENT_SECURITY_PROTOCOL`, `_SSL_*` and `_SASL_*`: the Faust app's
-    credentials (`faust_credentials`) are derived from it.
+    The one mapping of `ENGAGEMENT_SECURITY_PROTOCOL`, `_SSL_*` and `_SASL_*`: every client (ingest,
+    scoring, KPIs, audit, produce, topic admin) and the Faust app's credentials
+    (`faust_credentials`) are derived from it. A value no client could use fails here, at start.
     """
-    opts: dict[str, Any] = {"bootstrap_servers": settings.bootstrap,
-                            "security_protocol": settings.security_protocol}
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        opts["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.security_protocol.startswith("SASL"):
-        opts.update(sasl_mechanism=settings.sasl_mechanism or "PLAIN",
+    proto = settings.security_protocol
+    if proto not in SECURITY_PROTOCOLS:
+        raise SettingsError(f"ENGAGEMENT_SECURITY_PROTOCOL={proto!r}: use one of {', '.join(SECURITY_PROTOCOLS)}")
+    opts: dict[str, Any] = {"bootstrap_servers": settings.bootstrap, "security_protocol": proto}
+    if proto in ("SSL", "SASL_SSL"):
+        try:  # verifies the broker's certificate and host name (system CAs unless a CA file is given)
+            opts["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"ENGAGEMENT_SSL_CAFILE={settings.ssl_cafile!r}: {exc}") from None
+    if proto.startswith("SASL"):
+        mechanism = settings.sasl_mechanism or "PLAIN"
+        if mechanism not in SASL_MECHANISMS:
+            raise SettingsError(f"ENGAGEMENT_SASL_MECHANISM={mechanism!r}: use one of {', '.join(SASL_MECHANISMS)}")
+        if not settings.sasl_username:
+            raise SettingsError(f"ENGAGEMENT_SECURITY_PROTOCOL={proto} needs ENGAGEMENT_SASL_USERNAME")
+        opts.update(sasl_mechanism=mechanism,
                     sasl_plain_username=settings.sasl_username,
                     sasl_plain_password=settings.sasl_password)
     return opts
+
+
+async def start_client(client: Any, settings: Settings) -> None:
+    """`client.start()`, with a failure to connect or log in turned into a `BrokerConnectError`.
+
+    aiokafka reports a refused SCRAM login as a KeyError from inside its SCRAM code (the broker's
+    final message has an error instead of a signature) and a refused mechanism as a closed
+    connection; neither says what to fix.
+    """
+    try:
+        await client.start()
+    except (KafkaError, KeyError, OSError, ssl.SSLError) as exc:
+        try:
+            await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        except Exception:  # noqa: BLE001, S110 - the start failure is the error to report
+            pass
+        raise BrokerConnectError(_connect_failure(settings, exc)) from exc
+
+
+def _connect_failure(settings: Settings, exc: BaseException) -> str:
+    proto = settings.security_protocol
+    where = f"cannot connect to the Kafka broker at {settings.bootstrap} with ENGAGEMENT_SECURITY_PROTOCOL={proto}"
+    if proto.startswith("SASL"):
+        mechanism = settings.sasl_mechanism or "PLAIN"
+        who = f"ENGAGEMENT_SASL_MECHANISM={mechanism}, user {settings.sasl_username!r}"
+        refused = isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError) or \
+            (isinstance(exc, KeyError) and mechanism.startswith("SCRAM"))
+        if refused:
+            return (f"{where}: authentication failed ({who}): check ENGAGEMENT_SASL_USERNAME and "
+                    "ENGAGEMENT_SASL_PASSWORD")
+        if isinstance(exc, UnsupportedSaslMechanismError):
+            return f"{where}: the broker does not offer {who.split(',')[0]}: {exc}"
+        return (f"{where} ({who}): {exc.__class__.__name__}: {exc}; a broker that closes the connection "
+                "at once usually refused the mechanism, the credentials or the protocol")
+    if isinstance(exc, ssl.SSLError):
+        return f"{where}: TLS failed: {exc} (ENGAGEMENT_SSL_CAFILE={settings.ssl_cafile!r})"
+    return f"{where}: {exc.__class__.__name__}: {exc}"
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -93,7 +156,7 @@ def topic_specs(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics with the configured partitions, replication and cleanup policy."""
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
+    await start_client(admin, settings)
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
@@ -182,7 +245,7 @@ async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                 **consumer_options(settings))
-    await consumer.start()
+    await start_client(consumer, settings)
     out: dict[int, list[Any]] = {}
     try:
         parts = consumer.partitions_for_topic(topic)

@@ -3,23 +3,43 @@
 The views depend on `WorkerView`, what they read from a worker, not on the worker itself.
 Requests for a customer another worker owns are forwarded with one HTTP session, opened when the
 app starts and closed when it stops.
+
+With a token (ENGAGEMENT_API_TOKEN), every route but the probes and the scrape (`OPEN_PATHS`)
+requires `Authorization: Bearer <token>`, and forwarded requests carry it (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Collection
 from typing import Any, Protocol
 
 import aiohttp
+import aiohttp.web
 import faust
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 ROUTED_HEADER = "X-Engagement-Routed"
+#: answered without a token: the kubelet's probes and Prometheus carry none
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+REALM = "engagement-scorer"
 
-__all__ = ["ROUTED_HEADER", "WorkerView", "register_views"]
+__all__ = ["OPEN_PATHS", "ROUTED_HEADER", "WorkerView", "bearer_ok", "register_views"]
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """Whether an `Authorization` header value carries `token` as a Bearer credential.
+
+    Constant-time in the credential (hmac.compare_digest), so the answer time tells nothing about
+    how much of a guess was right.
+    """
+    scheme, _, credential = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credential.strip().encode(), token.encode())
 
 
 class WorkerView(Protocol):
@@ -51,8 +71,11 @@ class WorkerView(Protocol):
 class Forwarder:
     """Sends a customer request on to the worker that owns the customer's partition."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
         self.session: aiohttp.ClientSession | None = None
+        self.headers = {ROUTED_HEADER: "1"}
+        if token is not None:  # every worker has the same token (one Secret): the owner checks it
+            self.headers["Authorization"] = f"Bearer {token}"
 
     async def run(self) -> None:
         """An app task: the session lives as long as the app (Faust cancels its tasks on stop)."""
@@ -69,16 +92,23 @@ class Forwarder:
             return None
         params = {"as_of": as_of} if as_of else {}
         async with self.session.get(f"{owner.rstrip('/')}/customers/{customer_id}", params=params,
-                                    headers={ROUTED_HEADER: "1"}) as resp:
+                                    headers=self.headers) as resp:
             return resp.status, await resp.read()
 
 
-def register_views(app: faust.App, worker: WorkerView) -> None:
-    forwarder = Forwarder()
+def register_views(app: faust.App, worker: WorkerView, token: str | None = None) -> Forwarder:
+    """Add the routes to `app`; with `token`, all but `OPEN_PATHS` require it. Returns the
+    forwarder (its session runs as an app task)."""
+    forwarder = Forwarder(token)
     app.task(forwarder.run)
 
     def reply(view: View, status: int, body: Any) -> Response:
         return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    if token is not None:
+        # Deny by default: a middleware sees every route, Faust's own blueprints (/router, /stats,
+        # ...) and any later page included, so none is left open by forgetting a check.
+        app.web.web_app.middlewares.append(_require_token(token))  # type: ignore[attr-defined]
 
     @app.page("/customers/{customer_id}")
     class CustomerView(View):
@@ -127,3 +157,21 @@ def register_views(app: faust.App, worker: WorkerView) -> None:
                               content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (CustomerView, KpiView, HealthView, ReadyView, MetricsView)
+    return forwarder
+
+
+def _require_token(token: str) -> Any:
+    """aiohttp middleware: 401 (RFC 6750) for any path but `OPEN_PATHS` without the token."""
+
+    @aiohttp.web.middleware
+    async def require_token(request: aiohttp.web.Request, handler: Any) -> aiohttp.web.StreamResponse:
+        header = request.headers.get("Authorization")
+        if request.path in OPEN_PATHS or bearer_ok(header, token):
+            return await handler(request)
+        challenge = f'Bearer realm="{REALM}"'
+        if header:  # a credential was offered and refused; say no more about it
+            challenge += ', error="invalid_token"'
+        return aiohttp.web.json_response({"error": "unauthorized: send Authorization: Bearer <token>"},
+                                         status=401, headers={"WWW-Authenticate": challenge})
+
+    return require_token

@@ -12,6 +12,7 @@ This module only wires them: the app, one producer, the tasks, and what the web 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import Collection
@@ -68,6 +69,11 @@ class Scorer:
         self.ingest = Ingest(s, self.metrics, self.fatal)
         self.kpis = StoreKpis(s, self.metrics, self.engine_config.order_window_days)
         self._producer: AIOKafkaProducer | None = None
+        self.api_token = s.read_api_token()  # a bad token file fails here, at start
+        bind = s.web_bind or s.web_host
+        if self.api_token is None and not is_loopback(bind):
+            log.warning("the HTTP API on %s:%d is open to anyone who can reach it: set "
+                        "ENGAGEMENT_API_TOKEN or ENGAGEMENT_API_TOKEN_FILE (docs/SECURITY.md)", bind, s.web_port)
         self._register()
 
     @property
@@ -103,7 +109,7 @@ class Scorer:
             app.task(self._scoring_loop)
             app.task(self._kpi_reader)
             app.timer(interval=1.0)(self._kpi_publisher)
-        register_views(app, self)
+        register_views(app, self, self.api_token)
 
     async def _scoring_loop(self) -> None:
         try:
@@ -159,3 +165,13 @@ class Scorer:
     def metrics_registry(self) -> CollectorRegistry:
         self.metrics.set_tier_counts(self.processors)  # a revoke since the last batch
         return self.metrics.registry
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address reaches only this machine (`0.0.0.0` and names are not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to any interface
