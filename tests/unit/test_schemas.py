@@ -3,8 +3,9 @@
 1. every schema is a valid draft 2020-12 schema with an `$id` matching its path;
 2. every valid example validates and every invalid one fails (refs resolved through a registry of
    all the schema files, never over the network);
-3. the scorer's own validator agrees on the input examples: it accepts the valid ones and rejects
-   the invalid ones with the reason code and field given by the `<name>.expect.json` sidecar;
+3. the scorer's own validator agrees on the input examples (replay wrapper lines through the
+   replay's line decoder): it accepts the valid ones and rejects the invalid ones with the reason
+   code and field given by the `<name>.expect.json` sidecar;
 4. the valid output examples are consistent in the ways JSON Schema cannot express (arithmetic
    between fields, ordering of instants, cross-references inside a replay document).
 """
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from stream_app.engine.events import TOPIC_OF_TYPE, TYPES_BY_TOPIC
 from tests.helpers.schemas import (
     REGISTRY,
     SCHEMA_DOCS,
@@ -39,6 +41,11 @@ INPUT_FIELDS = (
     "event_id", "type", "customer_id", "occurred_at", "channel", "schema_version", "order_id",
     "amount", "currency", "guest", "cart_id", "rating", "nps", "referred_customer_id",
 )
+#: SPEC §8: a replay wrapper's own fields, whose faults come before its event's.
+WRAPPER_FIELDS = ("topic", "event", "received_at")
+#: The wrapper schema's topic/type rule (marked by its `$comment`): SPEC §1 checks wrong_topic last.
+WRONG_TOPIC_RULE = "wrong_topic"
+FIELD_ORDER: tuple[str | None, ...] = (None, *WRAPPER_FIELDS, *INPUT_FIELDS, WRONG_TOPIC_RULE)
 TIER_BOUNDS = {"bronze": 0, "silver": 20, "gold": 60, "platinum": 150}
 TIER_RANK = {t: i for i, t in enumerate(TIER_BOUNDS)}
 
@@ -80,7 +87,10 @@ def _expectation(example: Path) -> dict[str, Any]:
 
 
 def test_schemas_were_found() -> None:
-    assert len(INPUT_SCHEMAS) == 19  # the envelope and the 18 event types of SPEC §1
+    # the envelope, the 22 event types of SPEC §1 and the replay wrapper line of SPEC §8
+    assert len(INPUT_SCHEMAS) == 24
+    assert set(INPUT_SCHEMAS) - {"envelope", "replay_wrapper"} == set(TOPIC_OF_TYPE)
+    assert set(SCHEMA_DOCS["envelope"]["$defs"]["eventType"]["enum"]) == set(TOPIC_OF_TYPE)
     assert OUTPUT_SCHEMAS >= {
         "customer_record", "tier_change", "alert", "kpis", "dead_letter", "replay_dead_letter",
         "replay_document",
@@ -122,6 +132,24 @@ def test_every_schema_has_examples(name: str) -> None:
     assert len(valid) >= 2 and len(invalid) >= 2, (name, len(valid), len(invalid))
 
 
+def test_wrapper_schema_matches_the_topics_and_types_in_code() -> None:
+    """The replay wrapper schema's topic names, topic/type rule and per-type dispatch are the code's
+    tables (SPEC §1/§8), so a new type or topic cannot be forgotten there."""
+    from stream_app.config import Settings
+    from stream_app.lines import DEFAULT_TOPIC_NAMES
+
+    doc = SCHEMA_DOCS["replay_wrapper"]
+    assert DEFAULT_TOPIC_NAMES == Settings().input_topics
+    assert set(doc["properties"]["topic"]["enum"]) == set(DEFAULT_TOPIC_NAMES) | set(DEFAULT_TOPIC_NAMES.values())
+    rules = {tuple(r["if"]["properties"]["topic"]["enum"]): r["then"]["properties"]["event"]["properties"]["type"]
+             for r in doc["allOf"]}
+    assert {k: v["enum"] for k, v in rules.items()} == {
+        (t, f"engagement.{t}"): list(ts) for t, ts in TYPES_BY_TOPIC.items()}
+    assert all(WRONG_TOPIC_RULE in v["$comment"] for v in rules.values())
+    dispatch = {r["if"]["properties"]["type"]["const"]: r["then"]["$ref"] for r in doc["$defs"]["event"]["allOf"]}
+    assert dispatch == {t: f"{t}.schema.json" for t in TOPIC_OF_TYPE}
+
+
 def test_every_example_folder_names_a_schema() -> None:
     folders = {p.name for p in EXAMPLES.iterdir() if p.is_dir()}
     assert folders <= set(SCHEMA_FILES) - LIBRARIES
@@ -152,30 +180,43 @@ def test_invalid_input_example_has_expectation(name: str, path: Path) -> None:
     expect = _expectation(path)
     assert set(expect) == {"reason", "field"}
     assert expect["reason"] in REASONS
-    assert expect["field"] is None or expect["field"] in INPUT_FIELDS
+    fields = INPUT_FIELDS + WRAPPER_FIELDS if name == "replay_wrapper" else INPUT_FIELDS
+    assert expect["field"] is None or expect["field"] in fields
 
 
-def _faulty_fields(errors: Any, instance: Any) -> set[str | None]:
-    """Top-level fields the schema errors point at (None: the value as a whole)."""
+def _faulty_fields(errors: Any, wrapper: bool = False) -> set[str | None]:
+    """Top-level fields the schema errors point at (None: the value as a whole). In a replay
+    wrapper, a fault inside `event` names the event's field, and a fault of the topic/type rule
+    is WRONG_TOPIC_RULE."""
     found: set[str | None] = set()
     for error in errors:
         if error.context:
-            found |= _faulty_fields(error.context, instance)
-        elif error.validator == "required" and not error.relative_path:
-            found |= {f for f in error.validator_value if f not in error.instance}
+            found |= _faulty_fields(error.context, wrapper)
+            continue
+        path = list(error.absolute_path)
+        if error.validator == "required":
+            paths = [[*path, f] for f in error.validator_value if f not in error.instance]
         else:
-            path = list(error.absolute_path)
-            found.add(path[0] if path else None)
+            paths = [path]
+        for p in paths:
+            if wrapper and p[:1] == ["event"] and len(p) > 1:
+                p = p[1:]
+                if p == ["type"] and WRONG_TOPIC_RULE in error.schema.get("$comment", ""):
+                    found.add(WRONG_TOPIC_RULE)
+                    continue
+            found.add(p[0] if p else None)
     return found
 
 
 @pytest.mark.parametrize(("name", "path"), INPUT_INVALID, ids=_ids(INPUT_INVALID))
 def test_schema_faults_the_expected_field_first(name: str, path: Path) -> None:
-    """Of the fields the schema finds at fault, the sidecar's is the first in SPEC §1's order."""
+    """Of the fields the schema finds at fault, the sidecar's is the first in SPEC §1's order
+    (a wrapper's own fields first, wrong_topic last, SPEC §8)."""
     instance = _load(path)
-    faulty = _faulty_fields(_validator(name).iter_errors(instance), instance)
-    first = min(faulty, key=lambda f: -1 if f is None else INPUT_FIELDS.index(f))
-    assert first == _expectation(path)["field"], faulty
+    faulty = _faulty_fields(_validator(name).iter_errors(instance), wrapper=name == "replay_wrapper")
+    first = min(faulty, key=FIELD_ORDER.index)
+    expect = _expectation(path)
+    assert first == (WRONG_TOPIC_RULE if expect["reason"] == "wrong_topic" else expect["field"]), faulty
 
 
 @pytest.fixture(scope="module")
@@ -185,16 +226,25 @@ def validation() -> Any:
     return stream_app.validation
 
 
+def _scorer_decode(validation: Any, name: str, path: Path) -> Any:
+    """What the scorer makes of an example: a wrapper line as the replay reads it, else a message."""
+    from stream_app.lines import decode_line
+
+    if name == "replay_wrapper":
+        return decode_line(path.read_bytes().strip())
+    return validation.validate_bytes(path.read_bytes(), None)
+
+
 @pytest.mark.parametrize(("name", "path"), INPUT_VALID, ids=_ids(INPUT_VALID))
 def test_scorer_accepts_valid_input_example(validation: Any, name: str, path: Path) -> None:
-    result = validation.validate_bytes(path.read_bytes(), None)
+    result = _scorer_decode(validation, name, path)
     assert not isinstance(result, validation.Rejection), result
 
 
 @pytest.mark.parametrize(("name", "path"), INPUT_INVALID, ids=_ids(INPUT_INVALID))
 def test_scorer_rejects_invalid_input_example(validation: Any, name: str, path: Path) -> None:
     expect = _expectation(path)
-    result = validation.validate_bytes(path.read_bytes(), None)
+    result = _scorer_decode(validation, name, path)
     assert isinstance(result, validation.Rejection), result
     assert (result.reason, result.field) == (expect["reason"], expect["field"]), result.message
     assert result.message
