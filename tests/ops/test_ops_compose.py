@@ -32,11 +32,19 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """Compose's `${VAR:-default}` as `docker compose up` resolves it with VAR unset."""
+    return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
+
+
 def env_of(svc: dict[str, Any]) -> dict[str, str]:
     env = svc.get("environment") or {}
     if isinstance(env, list):
         env = dict(e.split("=", 1) for e in env)
-    return {k: str(v) for k, v in env.items()}
+    return {k: interpolate(str(v)) for k, v in env.items()}
 
 
 def argv(svc: dict[str, Any]) -> list[str]:
@@ -271,3 +279,23 @@ def test_grafana_gets_provisioning_and_dashboard(services: dict[str, dict[str, A
     host, port = re.fullmatch(r"http://([\w.-]+):(\d+)/?", url).groups()  # type: ignore[union-attr]
     assert host == "prometheus" and host in services
     assert int(port) in published(services["prometheus"]), "datasource port is not Prometheus' port"
+
+
+def test_workers_share_an_api_token_and_probes_and_scrapes_need_none(services: dict[str, dict[str, Any]]) -> None:
+    from stream_app.stream.web import OPEN_PATHS
+
+    raw = {name: str((svc.get("environment") or {}).get("ENGAGEMENT_API_TOKEN", ""))
+           for name, svc in workers(services).items()}
+    assert all(r.startswith("${ENGAGEMENT_API_TOKEN:-") for r in raw.values()), \
+        f"the token should be overridable from the shell or .env: {raw}"
+    tokens = {settings_from({**image_env(), **env_of(svc)}).read_api_token() for svc in workers(services).values()}
+    assert len(tokens) == 1 and None not in tokens, "every worker needs the same token (forwarding carries it)"
+    # the image's HEALTHCHECK and Prometheus carry no token
+    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    check = " ".join(final.all("HEALTHCHECK")[-1].words())
+    assert re.search(r"/healthz\b", check) and "/healthz" in OPEN_PATHS
+    prom = load_yaml(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == JOB)
+    assert job.get("metrics_path", "/metrics") in OPEN_PATHS
+    # the usage note at the top shows the header
+    assert 'Authorization: Bearer' in COMPOSE.read_text().split("services:")[0]

@@ -119,7 +119,8 @@ def downward_vars(container: dict[str, Any]) -> set[str]:
 
 def test_kinds_and_kustomization(docs: list[dict[str, Any]]) -> None:
     kinds = {d["kind"] for d in docs}
-    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "ServiceMonitor"} <= kinds
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "ServiceMonitor",
+            "NetworkPolicy"} <= kinds
     kust = load_yaml(K8S_DIR / "kustomization.yaml")
     files = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kust["resources"]) == files, "kustomization.yaml and the manifest files disagree"
@@ -312,3 +313,76 @@ def test_service_monitor(docs: list[dict[str, Any]]) -> None:
     assert svc["metadata"]["name"] == JOB
     rules = (PROM_DIR / "rules.yml").read_text()
     assert set(re.findall(r'job\s*=\s*"([^"]*)"', rules)) == {svc["metadata"]["name"]}
+
+
+# -- security (docs/SECURITY.md) -------------------------------------------------------------------
+
+def test_probes_and_scrapes_use_the_routes_that_need_no_token(docs: list[dict[str, Any]],
+                                                               container: dict[str, Any]) -> None:
+    from stream_app.stream.web import OPEN_PATHS
+
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[kind]["httpGet"]["path"] in OPEN_PATHS, f"{kind} would get 401 with a token set"
+    for ep in one(docs, "ServiceMonitor")["spec"]["endpoints"]:
+        assert ep.get("path", "/metrics") in OPEN_PATHS, "the scrape would get 401 with a token set"
+
+
+def test_api_token_comes_from_the_secret_as_a_file(docs: list[dict[str, Any]], sts: dict[str, Any],
+                                                  container: dict[str, Any], tmp_path: Any) -> None:
+    env = effective_env(docs, container)
+    assert "ENGAGEMENT_API_TOKEN" not in env, "the token belongs in a Secret file, not the pod's environment"
+    for cm in [d for d in docs if d["kind"] == "ConfigMap"]:
+        assert not {"ENGAGEMENT_API_TOKEN", "ENGAGEMENT_API_TOKEN_FILE"} & set(cm["data"])
+    s = settings_from(env)
+    token_path = PurePosixPath(s.api_token_file)
+    assert s.api_token_file, "the workers run with an API token (ENGAGEMENT_API_TOKEN_FILE)"
+    mount = [m for m in container["volumeMounts"] if PurePosixPath(m["mountPath"]) == token_path.parent]
+    assert len(mount) == 1 and mount[0].get("readOnly") is True, f"{token_path} is not in a read-only mount"
+    volume = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}[mount[0]["name"]]
+    assert "secret" in volume, "the token file should come from a Secret volume"
+    secret = named(docs, "Secret", volume["secret"]["secretName"])
+    items = {i["path"]: i["key"] for i in volume["secret"].get("items", [])} or \
+        {k: k for k in (secret.get("stringData") or secret.get("data") or {})}
+    assert token_path.name in items, f"the Secret volume has no file {token_path.name}"
+    value = (secret.get("stringData") or {}).get(items[token_path.name])
+    if value is None:
+        value = base64.b64decode(secret["data"][items[token_path.name]]).decode()
+    # what the kubelet writes, read as the worker reads it at start
+    (tmp_path / token_path.name).write_text(value)
+    from stream_app.config import Settings
+
+    assert Settings(api_token_file=str(tmp_path / token_path.name)).read_api_token() == value.strip()
+    mode = volume["secret"].get("defaultMode", 0o644)
+    assert mode & 0o007 == 0, "the token file should not be world-readable"
+    assert mode & 0o040 and "fsGroup" in sts["spec"]["template"]["spec"]["securityContext"], \
+        "the non-root worker reads the token through its group (fsGroup)"
+
+
+def test_network_policy_admits_only_peers_and_the_scraper(docs: list[dict[str, Any]], sts: dict[str, Any],
+                                                           container: dict[str, Any]) -> None:
+    policy = one(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    worker_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert matches(spec["podSelector"]["matchLabels"], worker_labels), "the policy does not select the workers"
+    assert "Ingress" in spec["policyTypes"]
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    peers: list[str] = []
+    for rule in spec["ingress"]:
+        assert rule.get("from"), "a rule without `from` admits every source"
+        assert rule.get("ports"), "a rule without `ports` admits every port"
+        for p in rule["ports"]:
+            assert p["port"] in port_names or p["port"] in port_names.values(), f"{p} is not the web port"
+        for source in rule["from"]:
+            assert "ipBlock" not in source, "admit pods by label, not address ranges"
+            if "namespaceSelector" in source:
+                assert "podSelector" not in source or source["podSelector"], source
+                ns = source["namespaceSelector"]["matchLabels"]
+                assert list(ns) == ["kubernetes.io/metadata.name"], "select the namespace by its name label"
+                peers.append(f"namespace:{ns['kubernetes.io/metadata.name']}")
+            else:
+                assert matches(source["podSelector"]["matchLabels"], worker_labels), \
+                    f"pods other than the workers are admitted: {source}"
+                peers.append("workers")
+    assert sorted(peers) == ["namespace:monitoring", "workers"], peers
+    text = (K8S_DIR / "networkpolicy.yaml").read_text()
+    assert "PLACEHOLDER" in text and "monitoring" in text, "the scraper's namespace is a documented placeholder"
