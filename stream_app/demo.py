@@ -8,9 +8,10 @@ What runs:
   log level ``warning``, its output in a log file in a temporary directory;
 - the simulator producing endless live traffic (1 % bad lines) at ``rate`` events/s;
 - a view refreshed every second: events produced and scored, tier counts (last tier per customer
-  on the scores topic), the latest alerts and score records, and the store KPIs from the worker's
-  ``GET /kpis``. The view reads the output topics with a plain group-less consumer assigned to
-  every partition, from the beginning.
+  on the scores topic; a tombstone there removes an erased customer), the latest alerts and score
+  records, and the store KPIs from the worker's ``GET /kpis``, with NPS, CSAT, the email open rate
+  and the omnichannel customers. The view reads the output topics with a plain group-less
+  consumer assigned to every partition, from the beginning.
 
 "Events scored" is the sum of the latest ``events_total`` over the customers on the scores topic:
 the events applied to identified customers (guest orders without a customer id are not in it).
@@ -89,6 +90,10 @@ async def _consume(settings: Settings, st: DemoState) -> None:
                 for rec in records:
                     if tp.topic == settings.topic_dead_letter:
                         st.rejected += 1
+                        continue
+                    if rec.value is None:  # a tombstone: the key's customer was erased
+                        if tp.topic == settings.topic_scores and rec.key is not None:
+                            st.on_tombstone(rec.key.decode("utf-8", "replace"))
                         continue
                     try:
                         doc = orjson.loads(rec.value)
@@ -249,7 +254,8 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         _write(out, f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s: "
                f"produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} "
                f"customers, {st.tier_changes:,} tier changes, {st.alerts:,} alerts, "
-               f"{st.rejected:,} rejected; worker ready after {ready}, first score after {first}; "
+               f"{st.rejected:,} rejected, {st.erased:,} erased; worker ready after {ready}, "
+               f"first score after {first}; "
                f"worker and broker stopped\n")
         if failure is not None:
             print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)

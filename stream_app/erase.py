@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from stream_app.config import Settings
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import CUSTOMER_ERASED
-from stream_app.stream.kafka_io import client_options
+from stream_app.stream.kafka_io import client_options, start_client
 
 __all__ = ["MAX_ID_CHARS", "erasure_event", "send_erasures"]
 
@@ -41,7 +41,7 @@ def erasure_event(customer_id: str, now_us: int | None = None) -> dict[str, str]
 async def send_erasures(settings: Settings, events: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """Send the events to the privacy topic and wait until the broker has them all."""
     producer = AIOKafkaProducer(acks="all", **client_options(settings))
-    await producer.start()
+    await start_client(producer, settings)  # a refused login: a clear error (exit 2), not a traceback
     sent = []
     try:
         futures = [(ev, await producer.send(settings.topic_privacy, orjson.dumps(ev),

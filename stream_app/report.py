@@ -58,7 +58,7 @@ def print_replay_summary(doc: dict[str, Any], out: Any) -> None:
         print(f"  {name:<{w}}  {alerts.get(name, 0):>8,}", file=out)
     c = doc["counts"]
     print(f"\nEvents: {c['applied']:,} applied, {c['duplicates']:,} duplicates, "
-          f"{c['rejected']:,} rejected", file=out)
+          f"{c['rejected']:,} rejected, {c.get('erased', 0):,} erased", file=out)
 
 
 
@@ -74,6 +74,7 @@ class DemoState:
     tier_changes: int = 0
     alerts: int = 0
     rejected: int = 0
+    erased: int = 0  # tombstones on the scores topic: customers erased (SPEC §9)
     latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
     latest_scores: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=6))
     kpis: dict[str, Any] | None = None
@@ -101,6 +102,12 @@ class DemoState:
         self.latest_scores.append(record)
         if self.first_score_after is None:
             self.first_score_after = self.elapsed()
+
+    def on_tombstone(self, customer_id: str) -> None:
+        """An erased customer leaves the tier counts (its events stay in `scored`); a tombstone
+        for a customer never scored (an erasure of an unknown id) changes nothing."""
+        if self.customers.pop(customer_id, None) is not None:
+            self.erased += 1
 
     def sample(self) -> None:
         now = self.elapsed()
@@ -132,10 +139,31 @@ def _kpi_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+MISSING = "—"  # a field the worker's KPI document does not carry (an older worker)
+
+
+def _engagement_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
+    """Feedback (365-day window) and messaging/channel (30-day `engagement_30d`) figures; a null
+    ratio (no denominator) reads n/a like the others, a missing field —."""
+    e30 = k.get("engagement_30d")
+    e30 = e30 if isinstance(e30, dict) else {}
+
+    def show(doc: dict[str, Any], name: str, pct: bool = False) -> str:
+        return format_number(doc[name], pct=pct) if name in doc else MISSING
+
+    nps = k.get("nps")
+    return [
+        ("NPS", f"{nps:+.1f}" if isinstance(nps, int | float) else show(k, "nps")),
+        ("CSAT", show(k, "csat", pct=True)),
+        ("email open rate (30 d)", show(e30, "email_open_rate", pct=True)),
+        ("omnichannel customers (30 d)", show(e30, "omnichannel_customers")),
+    ]
+
+
 def _status_line(st: DemoState) -> str:
     return (f"produced {st.produced:,} ({st.produce_rate:,.0f}/s) | scored {st.scored:,} "
             f"({st.score_rate:,.0f}/s) | tier changes {st.tier_changes:,} | alerts {st.alerts:,} | "
-            f"rejected {st.rejected:,}")
+            f"rejected {st.rejected:,} | erased {st.erased:,}")
 
 
 def render_full(st: DemoState, header: str) -> str:
@@ -166,8 +194,8 @@ def render_full(st: DemoState, header: str) -> str:
         lines.append("store KPIs: waiting for the worker ...")
     else:
         lines.append(f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})")
-        for name, value in _kpi_pairs(st.kpis):
-            lines.append(f"  {name:<22} {value:>14}")
+        for name, value in _kpi_pairs(st.kpis) + _engagement_pairs(st.kpis):
+            lines.append(f"  {name:<28} {value:>14}")
     return "\n".join(lines)
 
 
@@ -189,4 +217,5 @@ def render_compact(st: DemoState) -> str:
         lines.append("  kpis: waiting for the worker")
     else:
         lines.append("  kpis: " + " | ".join(f"{n} {v}" for n, v in _kpi_pairs(st.kpis)))
+        lines.append("  engagement: " + " | ".join(f"{n} {v}" for n, v in _engagement_pairs(st.kpis)))
     return "\n".join(lines)
