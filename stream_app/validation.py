@@ -266,10 +266,11 @@ def _validate(obj: dict[str, Any], currency: str, received_at: int | None, futur
                      order_id=order_id, amount=amount, guest=g is True)
     if etopic == CLICKS:
         cart_id = obj.get("cart_id")
-        if etype in SENT_TYPES:
-            cart_id = None  # `*_sent` have no extra fields: a cart_id is an unknown field, ignored
-        elif cart_id is not None and (type(cart_id) is not str or len(cart_id) > 128):
-            cart_id = _text(obj, "cart_id", 0, 128, False)
+        if cart_id is not None:
+            if etype in SENT_TYPES:
+                cart_id = None  # `*_sent` have no extra fields: a cart_id is an unknown field, ignored
+            elif type(cart_id) is not str or len(cart_id) > 128:
+                cart_id = _text(obj, "cart_id", 0, 128, False)
         # tuple.__new__ skips the NamedTuple's Python-level __new__ on the hottest path
         return _new_tuple(Event, (event_id, etype, CLICKS, customer_id, occurred_at, channel,
                                   schema_version, None, 0.0, False, cart_id, None, None, None))
