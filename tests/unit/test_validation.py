@@ -6,9 +6,11 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_app.engine.clock import MS, SECOND, parse_rfc3339
-from stream_app.engine.events import Event
+from stream_app.engine.events import TOPIC_OF_TYPE, TOPICS, Event
 from stream_app.validation import (
     INVALID_FIELD,
     INVALID_JSON,
@@ -22,6 +24,7 @@ from stream_app.validation import (
     validate_bytes,
     validate_object,
 )
+from tests.strategies import event_streams
 
 BASE = {"event_id": "e1", "type": "page_view", "customer_id": "c1", "occurred_at": "2024-05-01T10:00:00Z"}
 ORDER = {**BASE, "type": "order_placed", "order_id": "o1", "amount": 12.5}
@@ -387,3 +390,23 @@ def test_ingest_checks_each_record_against_its_kafka_timestamp() -> None:
     dead = [orjson.loads(v or b"") for t, v in sender.records if t == s.topic_dead_letter]
     assert [(d["reason"], d["field"], d["source"]["offset"]) for d in dead] == [("invalid_field", "occurred_at", 1)]
     assert sum(t == s.topic_events for t, _ in sender.records) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_streams(max_episodes=6, duplicates=False), st.data())
+def test_generated_events_wrong_topic_last_and_the_future_boundary(events: list[dict[str, Any]],
+                                                                   data: st.DataObject) -> None:
+    """Every generated valid event (new types included once the strategies make them): on its own
+    topic it validates; on another it is wrong_topic, unless it has another fault; and it is
+    accepted exactly at the future tolerance and rejected 1 µs beyond, whatever the tolerance."""
+    for obj in events:
+        topic = TOPIC_OF_TYPE[obj["type"]]
+        ev = validate_object(obj, topic)
+        assert isinstance(ev, Event) and ev.topic == topic
+        other = data.draw(st.sampled_from([t for t in TOPICS if t != topic]))
+        rejected(validate_object(obj, other), WRONG_TOPIC, "type")
+        rejected(validate_object({**obj, "event_id": ""}, other), INVALID_FIELD, "event_id")
+        tol = data.draw(st.integers(0, 48 * 3600 * SECOND))
+        assert validate_object(obj, topic, received_at=ev.occurred_at - tol, future_tolerance=tol) == ev
+        rejected(validate_object(obj, other, received_at=ev.occurred_at - tol - 1, future_tolerance=tol),
+                 INVALID_FIELD, "occurred_at")
