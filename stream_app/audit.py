@@ -48,12 +48,14 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
     tier_changes: dict[str, list[dict[str, Any]]] = {}
     alerts: dict[str, list[dict[str, Any]]] = {}
     parts: list[tuple[int | None, KpiPartial]] = []
+    erased: set[str] = set()
     for p in sorted(partitions):
         unit = Unit(cfg)
         for msg in partitions[p]:
             ev = decode_rekeyed(msg.value or b"", settings.input_topics, cfg.currency)
             if type(ev) is not Rejection:
                 unit.offer(ev)
+        erased.update(cid for cid in unit.drain_erased()[0] if cid not in unit.customers)
         for tc in unit.tier_changes:
             tier_changes.setdefault(tc["customer_id"], []).append(tc)
         for a in unit.alerts:
@@ -61,18 +63,19 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
         for cid, c in unit.customers.items():
             records[cid] = c.snapshot(cfg)
         parts.append((unit.watermark, unit.kpis))
-    return {"records": records, "tier_changes": tier_changes, "alerts": alerts,
-            "kpis": store_document(parts, cfg.order_window_days)}
+    return {"records": records, "tier_changes": tier_changes, "alerts": alerts, "erased": erased,
+            "kpis": store_document(parts, cfg.order_window_days, cfg.activity_window_days, cfg.channels)}
 
 
 async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:
     """Differences between the stream's publications and the replay (empty when they agree)."""
     events = await read_topic(settings, settings.topic_events, idle_ms)
     want = expected_outputs(settings, events)
-    scores: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, Any] | None] = {}
     for records in (await read_topic(settings, settings.topic_scores, idle_ms)).values():
         for r in records:
-            scores[r.key.decode()] = orjson.loads(r.value)  # compacted topic: the last value wins
+            # compacted topic: the last value wins; None is a tombstone (an erased customer)
+            scores[r.key.decode()] = None if r.value is None else orjson.loads(r.value)
     got_tc: dict[str, list[dict[str, Any]]] = {}
     for records in (await read_topic(settings, settings.topic_tier_changes, idle_ms)).values():
         for r in records:
@@ -89,6 +92,9 @@ async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:
         w, g = want["records"].get(cid), scores.get(cid)
         if not _close(w, g):
             diffs.append(f"score record {cid!r}: expected {w}, published {g}")
+    for cid in sorted(want["erased"]):
+        if cid not in scores:  # erased in the replay: its key must end with a tombstone (SPEC §9)
+            diffs.append(f"score record {cid!r}: erased in the replay, but no tombstone was published")
     for name, expected, got in (("tier changes", want["tier_changes"], got_tc),
                                 ("alerts", want["alerts"], got_alerts)):
         for cid in sorted(set(expected) | set(got)):

@@ -77,7 +77,7 @@ class Replay:
             "tier_changes": unit.tier_changes,
             "alerts": unit.alerts,
             "counts": {"applied": unit.applied, "duplicates": unit.duplicates,
-                       "rejected": len(self.dead_letters)},
+                       "rejected": len(self.dead_letters), "erased": unit.erasures},
             "dead_letters": self.dead_letters,
         }
 

@@ -42,7 +42,17 @@ TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
 CLICK_WEIGHTS = {
     "page_view": 0.1, "product_view": 0.2, "search": 0.2, "add_to_cart": 1,
     "checkout_started": 2, "email_open": 0.5, "email_click": 1, "push_open": 0.5,
-    "sms_click": 1,
+    "sms_click": 1, "email_sent": 0, "push_sent": 0, "sms_sent": 0,
+}
+SENT_TYPES = {"email_sent", "push_sent", "sms_sent"}
+ERASED = "customer_erased"
+CHANNELS = ("web", "app", "store", "email", "sms", "push", "social")
+ACTIVITY_WINDOW_DAYS = 30
+#: SPEC §4 messages_30d / §7 engagement_30d counts: type -> (medium, what)
+MESSAGE_TYPES = {
+    "email_sent": ("email", "sent"), "email_open": ("email", "opened"), "email_click": ("email", "clicked"),
+    "push_sent": ("push", "sent"), "push_open": ("push", "opened"),
+    "sms_sent": ("sms", "sent"), "sms_click": ("sms", "clicked"),
 }
 SOCIAL_WEIGHTS = {
     "follow": 3, "like": 0.5, "share": 2, "comment": 1.5, "review": 4, "referral": 8,
@@ -106,6 +116,26 @@ def customer_of(ev: dict) -> str | None:
     return ev.get("customer_id")  # JSON null counts as absent
 
 
+def is_activity(ev: dict) -> bool:
+    """SPEC §1: every type but *_sent and customer_erased is the customer's activity."""
+    return ev["type"] not in SENT_TYPES and ev["type"] != ERASED
+
+
+def channel(ev: dict) -> str | None:
+    """SPEC §1 channel: the field lower-cased when present and not empty, else the type's own."""
+    field = ev.get("channel")
+    if field:
+        ch = field.lower()
+    else:
+        kind = ev["type"]
+        ch = next((m for m in ("email", "push", "sms") if kind.startswith(m + "_")), None)
+        if ch is None and kind in SOCIAL_WEIGHTS:
+            ch = "social"
+    if ch is None:
+        return None
+    return ch if ch in CHANNELS else "other"
+
+
 def weight(ev: dict) -> float:
     kind = ev["type"]
     if kind == "order_placed":
@@ -154,24 +184,38 @@ class _Unit:
     def __init__(self) -> None:
         self.watermark: int | None = None
         self.applied: list[tuple[int, dict]] = []  # (t, event) in application order
+        #: the customer's generation each applied event belonged to (SPEC §9: an erasure starts a
+        #: new generation; earlier ones are anonymous aggregates only)
+        self.generation_of: list[int] = []
+        self.generation: dict[str, int] = {}
         self.remembered: list[tuple[str, int]] = []  # (event_id, watermark right after)
         self.duplicates = 0
+        self.erased = 0
         self.customers: dict[str, dict] = {}  # id -> {tier, tier_since, armed, timer, last_nf}
         self.tier_changes: list[dict] = []
         self.alerts: list[dict] = []
 
     # -- derived from the full history
 
+    def current(self) -> list[tuple[int, dict]]:
+        """Applied events of customers as they are now: not erased, not the erasures."""
+        return [(t, ev) for (t, ev), g in zip(self.applied, self.generation_of, strict=True)
+                if customer_of(ev) is not None and ev["type"] != ERASED
+                and g == self.generation.get(customer_of(ev), 0)]
+
     def history(self, cid: str) -> list[tuple[int, dict]]:
-        return [(t, ev) for t, ev in self.applied if customer_of(ev) == cid]
+        return [(t, ev) for t, ev in self.current() if customer_of(ev) == cid]
 
     def score(self, cid: str, at: int) -> float:
         return math.fsum(
             weight(ev) * 2.0 ** (-(at - t) / HALF_LIFE) for t, ev in self.history(cid) if t <= at
         )
 
-    def last_activity(self, cid: str) -> int | None:
+    def clock(self, cid: str) -> int | None:
         return max((t for t, _ in self.history(cid)), default=None)
+
+    def last_activity(self, cid: str) -> int | None:
+        return max((t for t, ev in self.history(cid) if is_activity(ev)), default=None)
 
     # -- outputs
 
@@ -217,7 +261,13 @@ class _Unit:
         cid = customer_of(ev)
         previous_last = self.last_activity(cid) if cid is not None else None
         self.applied.append((t, ev))
-        if cid is not None:
+        self.generation_of.append(self.generation.get(cid, 0) if cid is not None else 0)
+        if ev["type"] == ERASED:
+            # §9: the customer's state goes (its timer with it); a later event starts afresh
+            self.erased += 1
+            self.customers.pop(cid, None)
+            self.generation[cid] = self.generation.get(cid, 0) + 1
+        elif cid is not None:
             self.apply_to_customer(cid, t, ev, previous_last)
 
     def apply_to_customer(self, cid: str, t: int, ev: dict, previous_last: int | None) -> None:
@@ -228,11 +278,11 @@ class _Unit:
                 "tier": None, "tier_since": None, "armed": True, "timer": None, "last_nf": None,
             }
         c = self.customers[cid]
-        if previous_last is None or t > previous_last:
+        if is_activity(ev) and (previous_last is None or t > previous_last):
             c["armed"] = True  # last_activity_at moved forward: churn re-armed
 
-        # §5: tier at the customer's clock
-        clock = self.last_activity(cid)
+        # §5: tier at the customer's clock (all its applied events, sends included)
+        clock = self.clock(cid)
         if first:
             s = self.score(cid, clock)
             self.set_tier(cid, tier_of(s), s, clock, "event")
@@ -298,7 +348,7 @@ class _Unit:
         for cid in sorted(self.customers):
             c = self.customers[cid]
             last = self.last_activity(cid)
-            if c["armed"] and TIER_RANK[c["tier"]] >= 1 and last <= m - CHURN_AFTER:
+            if c["armed"] and TIER_RANK[c["tier"]] >= 1 and last is not None and last <= m - CHURN_AFTER:
                 severity = "high" if c["tier"] in ("gold", "platinum") else "medium"
                 self.alert("churn_risk", severity, cid, m, {
                     "last_activity_at": format_instant(last),
@@ -333,11 +383,28 @@ class _Unit:
             "last_order_at": format_instant(max((t for t, _ in orders), default=None)),
             "last_activity_at": format_instant(self.last_activity(cid)),
             "clicks_30d": sum(1 for t, ev in history
-                              if ev["type"] in CLICK_WEIGHTS and in_window(t, as_of, 30)),
+                              if ev["type"] in CLICK_WEIGHTS and is_activity(ev) and in_window(t, as_of, 30)),
             "social_30d": sum(1 for t, ev in history
                               if ev["type"] in SOCIAL_WEIGHTS and in_window(t, as_of, 30)),
             "events_total": len(history),
+            "channels_30d": sorted({channel(ev) for t, ev in history
+                                    if is_activity(ev) and channel(ev) is not None and in_window(t, as_of, 30)}),
+            "messages_30d": {
+                medium: {what: sum(1 for t, ev in history
+                                   if MESSAGE_TYPES.get(ev["type"]) == (medium, what) and in_window(t, as_of, 30))
+                         for m, what in MESSAGE_TYPES.values() if m == medium}
+                for medium in ("email", "push", "sms")
+            },
+            "last_nps": self.last_nps(history),
         }
+
+    @staticmethod
+    def last_nps(history: list[tuple[int, dict]]) -> int | None:
+        best: tuple[int, int] | None = None
+        for t, ev in history:  # in processing order: on a tie the later one wins
+            if ev["type"] == "survey_response" and (best is None or t >= best[0]):
+                best = (t, ev["nps"])
+        return None if best is None else best[1]
 
     def kpis(self, as_of: int | None) -> dict:
         window = [] if as_of is None else [
@@ -345,13 +412,47 @@ class _Unit:
         ]
         orders = [ev for ev in window if ev["type"] == "order_placed"]
         guest_orders = sum(1 for ev in orders if ev.get("guest") is True)
-        identified = [ev for ev in orders if customer_of(ev) is not None]
+        # §9: an erased customer's orders stay orders, but are no longer identified
+        current = [] if as_of is None else [ev for t, ev in self.current() if in_window(t, as_of, KPI_WINDOW_DAYS)]
+        identified = [ev for ev in current if ev["type"] == "order_placed"]
         per_customer: dict[str, int] = {}
         for ev in identified:
             per_customer[customer_of(ev)] = per_customer.get(customer_of(ev), 0) + 1
         customers = len(per_customer)
         repeat = sum(1 for n in per_customer.values() if n >= 2)
         revenue = math.fsum(signed_amount(ev) for ev in window)
+        surveys = [ev["nps"] for ev in window if ev["type"] == "survey_response"]
+        ratings = [ev["rating"] for ev in window if ev["type"] == "review"]
+        promoters = sum(1 for n in surveys if n >= 9)
+        passives = sum(1 for n in surveys if 7 <= n <= 8)
+        detractors = sum(1 for n in surveys if n <= 6)
+        satisfied = sum(1 for r in ratings if r >= 4)
+        recent = [] if as_of is None else [
+            ev for t, ev in self.applied if in_window(t, as_of, ACTIVITY_WINDOW_DAYS)]
+        counts = {f"{m}_{what}": sum(1 for ev in recent if MESSAGE_TYPES.get(ev["type"]) == (m, what))
+                  for m, what in MESSAGE_TYPES.values()}
+        active_events = [] if as_of is None else [
+            ev for t, ev in self.current() if is_activity(ev) and in_window(t, as_of, ACTIVITY_WINDOW_DAYS)]
+        channels_of: dict[str, set[str]] = {}
+        for ev in active_events:
+            chans = channels_of.setdefault(customer_of(ev), set())
+            if channel(ev) is not None:
+                chans.add(channel(ev))
+        active = len(channels_of)
+        omni = sum(1 for chans in channels_of.values() if len(chans) >= 2)
+        engagement = {
+            "window_days": ACTIVITY_WINDOW_DAYS,
+            **counts,
+            "email_open_rate": ratio(counts["email_opened"], counts["email_sent"]),
+            "email_click_rate": ratio(counts["email_clicked"], counts["email_sent"]),
+            "push_open_rate": ratio(counts["push_opened"], counts["push_sent"]),
+            "sms_click_rate": ratio(counts["sms_clicked"], counts["sms_sent"]),
+            "active_customers": active,
+            "customers_by_channel": {ch: sum(1 for chans in channels_of.values() if ch in chans)
+                                     for ch in (*CHANNELS, "other")},
+            "omnichannel_customers": omni,
+            "omnichannel_rate": ratio(omni, active),
+        }
         return {
             "as_of": format_instant(as_of),
             "window_days": KPI_WINDOW_DAYS,
@@ -365,6 +466,16 @@ class _Unit:
             "average_order_value": ratio(revenue, len(orders)),
             "purchase_frequency": ratio(len(identified), customers),
             "repeat_purchase_rate": ratio(repeat, customers),
+            "survey_responses": len(surveys),
+            "promoters": promoters,
+            "passives": passives,
+            "detractors": detractors,
+            "nps": ratio(100 * (promoters - detractors), len(surveys)),
+            "reviews": len(ratings),
+            "satisfied_reviews": satisfied,
+            "csat": ratio(satisfied, len(ratings)),
+            "average_rating": ratio(sum(ratings), len(ratings)),
+            "engagement_30d": engagement,
         }
 
 
@@ -393,6 +504,7 @@ def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
         "customers": {cid: unit.record(cid, end) for cid in sorted(unit.customers)},
         "tier_changes": unit.tier_changes,
         "alerts": unit.alerts,
-        "counts": {"applied": len(unit.applied), "duplicates": unit.duplicates, "rejected": 0},
+        "counts": {"applied": len(unit.applied), "duplicates": unit.duplicates, "rejected": 0,
+                   "erased": unit.erased},
         "dead_letters": [],
     }

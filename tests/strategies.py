@@ -28,6 +28,10 @@ CLICK_TYPES = ["page_view", "product_view", "search", "add_to_cart", "checkout_s
                "email_open", "email_click", "push_open", "sms_click"]
 SOCIAL_PLAIN = ["follow", "like", "share", "comment"]
 CHANNELS = ["web", "app", "store", "email", "sms", "push", "social"]
+#: SPEC §1 channel spellings beyond the configured ones: mixed case, empty, unknown (-> other)
+ODD_CHANNELS = ["WEB", "App", "", "Kiosk", "tv", "SMS", "other"]
+SENDS = {"email": ("email_sent", ["email_open", "email_click"]), "push": ("push_sent", ["push_open"]),
+         "sms": ("sms_sent", ["sms_click"])}
 
 
 # ---------------------------------------------------------------- instants
@@ -92,8 +96,11 @@ def amounts(draw, positive: bool = False):
 @st.composite
 def envelope_extras(draw) -> dict:
     extra = {}
-    if draw(st.integers(0, 3)) == 0:
+    pick = draw(st.integers(0, 5))
+    if pick <= 1:
         extra["channel"] = draw(st.sampled_from(CHANNELS))
+    elif pick == 2:
+        extra["channel"] = draw(st.sampled_from(ODD_CHANNELS))
     if draw(st.integers(0, 5)) == 0:
         extra["schema_version"] = draw(st.integers(1, 3))
     if draw(st.integers(0, 9)) == 0:
@@ -165,7 +172,8 @@ _STEPS = st.one_of(
     st.just(0), st.integers(1, 50 * MINUTE), st.sampled_from([60 * MINUTE, 60 * MINUTE + 1000]),
     st.integers(61 * MINUTE, 5 * HOUR),
 )
-EPISODES = ["browse", "shop", "buy", "buy", "refund", "social", "feedback", "guest", "guest_known"]
+EPISODES = ["browse", "shop", "buy", "buy", "refund", "social", "feedback", "guest", "guest_known",
+            "campaign", "campaign", "erase", "shop_then_erase"]
 
 
 @st.composite
@@ -218,6 +226,19 @@ def event_streams(draw, max_episodes: int = 24, duplicates: bool = True) -> list
                 b.refund(u, None)
             else:
                 b.order(u, None, guest=True)
+        elif kind == "campaign":  # SPEC §1 *_sent, then maybe opens and clicks later
+            medium = draw(st.sampled_from(sorted(SENDS)))
+            sent, reactions = SENDS[medium]
+            b.emit(u, sent, who)
+            for _ in range(draw(st.integers(0, 2))):
+                u += draw(st.one_of(_STEPS, st.integers(HOUR, 3 * DAY)))
+                b.emit(u, draw(st.sampled_from(reactions)), who)
+        elif kind == "erase":  # SPEC §9, sometimes of a customer the stream never saw
+            target = who if draw(st.integers(0, 3)) else "never-seen"
+            b.emit(u, "customer_erased", target)
+        elif kind == "shop_then_erase":  # an erasure with a pending cart timer
+            b.emit(u, "checkout_started", who, **b.cart_fields())
+            b.emit(u + draw(st.integers(0, 59 * MINUTE)), "customer_erased", who)
         else:  # a guest order that carries a customer id
             b.order(u, who, guest=True)
     events = b.events

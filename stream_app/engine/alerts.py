@@ -91,8 +91,8 @@ def abandoned_cart(c: Customer) -> dict[str, Any]:
 
 def churn_risk(c: Customer, midnight: int, cfg: EngineConfig) -> dict[str, Any] | None:
     """At a sweep: silver or higher and inactive for the churn period, once per inactivity spell."""
-    last = c.t_ref  # the clock is last_activity_at while every applied event is activity
-    if c.tier < SILVER or c.churn_alerted or last > midnight - cfg.churn_after:
+    last = c.last_activity
+    if c.tier < SILVER or c.churn_alerted or last is None or last > midnight - cfg.churn_after:
         return None
     c.churn_alerted = True
     return alert(CHURN_RISK, "high" if c.tier >= GOLD else "medium", c.customer_id, midnight, {

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from stream_app.engine.clock import day_of, format_instant, format_optional
 from stream_app.engine.config import TIERS, EngineConfig
-from stream_app.engine.kpis import NO_ORDER_DAYS, TopOrderDays
+from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
 
 LN2 = math.log(2.0)
 
@@ -45,7 +45,8 @@ class Customer:
         "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
         "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
         "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
-        "feedback_at", "churn_alerted", "due_day",
+        "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
+        "last_nps", "last_nps_at",
     )
 
     def __init__(self, customer_id: str, t: int) -> None:
@@ -72,6 +73,16 @@ class Customer:
         self.feedback_at: int | None = None  # `at` of the last raised negative_feedback alert
         self.churn_alerted = False
         self.due_day = -1  # day index of the next sweep that must look at this customer
+        #: largest occurred_at of the applied activity events (SPEC §1: not *_sent); None: none yet
+        self.last_activity: int | None = None
+        #: flat [channel, latest activity day, ...], one pair per channel seen (at most the
+        #: configured channels and `other`): channels_30d and the KPI channel histograms
+        self.channel_days: list[Any] = []
+        #: flat, day-ordered [day, *MESSAGE_FIELDS counts, ...] in the activity window; None when
+        #: the customer never got a message (most customers: saves an empty list each)
+        self.message_buckets: list[int] | None = None
+        self.last_nps: int | None = None
+        self.last_nps_at: int | None = None
 
     @property
     def clock(self) -> int:
@@ -106,6 +117,23 @@ class Customer:
                 social += b[i + 2]
         return clicks, social
 
+    def window_messages(self, as_of: int, days: int) -> list[int]:
+        counts = [0] * len(MESSAGE_FIELDS)
+        b = self.message_buckets
+        if b:
+            lo = day_of(as_of) - (days - 1)
+            stride = len(MESSAGE_FIELDS) + 1
+            for i in range(0, len(b), stride):
+                if b[i] >= lo:
+                    for k in range(len(MESSAGE_FIELDS)):
+                        counts[k] += b[i + 1 + k]
+        return counts
+
+    def window_channels(self, as_of: int, days: int) -> list[str]:
+        lo = day_of(as_of) - (days - 1)
+        cd = self.channel_days
+        return sorted(cd[i] for i in range(0, len(cd), 2) if cd[i + 1] >= lo)
+
     def read(self, as_of: int | None, cfg: EngineConfig) -> dict[str, Any]:
         """The SPEC §4 customer record as of `as_of` (None: the customer's clock).
 
@@ -117,6 +145,7 @@ class Customer:
             raise AsOfBeforeClock(as_of, self.t_ref)
         orders, guests, revenue = self.window_orders(as_of, cfg.order_window_days)
         clicks, social = self.window_activity(as_of, cfg.activity_window_days)
+        es, eo, ec, ps, po, ss, sc = self.window_messages(as_of, cfg.activity_window_days)
         return {
             "customer_id": self.customer_id,
             "as_of": format_instant(as_of),
@@ -132,10 +161,14 @@ class Customer:
             "revenue_total": self.revenue_total,
             "first_order_at": format_optional(self.first_order_at),
             "last_order_at": format_optional(self.last_order_at),
-            "last_activity_at": format_instant(self.t_ref),
+            "last_activity_at": format_optional(self.last_activity),
             "clicks_30d": clicks,
             "social_30d": social,
             "events_total": self.events_total,
+            "channels_30d": self.window_channels(as_of, cfg.activity_window_days),
+            "messages_30d": {"email": {"sent": es, "opened": eo, "clicked": ec},
+                             "push": {"sent": ps, "opened": po}, "sms": {"sent": ss, "clicked": sc}},
+            "last_nps": self.last_nps,
         }
 
     def snapshot(self, cfg: EngineConfig) -> dict[str, Any]:
@@ -150,7 +183,8 @@ class Customer:
             self.order_buckets, self.activity_buckets, self.tier, self.tier_since,
             list(self.top_order_days), list(self.cart) if self.cart else None,
             self.latest_checkout_at, self.order_instants.tolist(), self.feedback_at,
-            self.churn_alerted, self.due_day,
+            self.churn_alerted, self.due_day, self.last_activity, self.channel_days,
+            self.message_buckets, self.last_nps, self.last_nps_at,
         ]
 
     @classmethod
@@ -159,7 +193,12 @@ class Customer:
         (c.customer_id, c.s_ref, c.t_ref, c.points, c.events_total, c.orders_total,
          c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
          c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
-         c.churn_alerted, c.due_day) = s
+         c.churn_alerted, c.due_day) = s[:20]
+        if len(s) > 20:
+            c.last_activity, c.channel_days, c.message_buckets, c.last_nps, c.last_nps_at = s[20:]
+        else:  # written before SPEC §1 had non-activity types: every applied event was activity
+            c.last_activity, c.channel_days, c.message_buckets, c.last_nps, c.last_nps_at = (
+                c.t_ref, [], None, None, None)
         c.top_order_days = TopOrderDays(top[0], top[1])
         c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
         c.order_instants = array("q", instants)
@@ -192,11 +231,19 @@ def add_order_bucket(c: Customer, day: int, orders: int, guests: int, revenue: f
     add_to_buckets(c.order_buckets, day, (orders, guests, revenue), day_of(c.t_ref) - (window_days - 1))
 
 
+def add_message_bucket(c: Customer, day: int, index: int, window_days: int) -> None:
+    values = [0] * len(MESSAGE_FIELDS)
+    values[index] = 1
+    if c.message_buckets is None:
+        c.message_buckets = []
+    add_to_buckets(c.message_buckets, day, tuple(values), day_of(c.t_ref) - (window_days - 1))
+
+
 def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_days: int) -> None:
     add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 
 __all__ = [
     "AsOfBeforeClock", "CartTimer", "Customer", "TopOrderDays", "add_activity_bucket",
-    "add_order_bucket", "add_to_buckets",
+    "add_message_bucket", "add_order_bucket", "add_to_buckets",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from stream_app.engine.clock import day_of, format_optional
+from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
 
 
 class TopOrderDays(NamedTuple):
@@ -26,18 +27,77 @@ class TopOrderDays(NamedTuple):
 NO_ORDER_DAYS = TopOrderDays(-1, -1)
 
 
-class KpiPartial:
-    __slots__ = ("buckets", "floor_day", "latest", "second", "window_days")
+#: the seven SPEC §7 message counts, in the order of every message bucket
+MESSAGE_FIELDS: tuple[str, ...] = (
+    "email_sent", "email_opened", "email_clicked", "push_sent", "push_opened", "sms_sent", "sms_clicked",
+)
+#: the SPEC §7 feedback counts, in the order of every feedback bucket (rating_sum: for average_rating)
+FEEDBACK_FIELDS: tuple[str, ...] = (
+    "survey_responses", "promoters", "passives", "detractors", "reviews", "satisfied_reviews", "rating_sum",
+)
+_SURVEY, _PROMOTERS, _PASSIVES, _DETRACTORS, _REVIEWS, _SATISFIED, _RATING_SUM = range(7)
 
-    def __init__(self, window_days: int = 365) -> None:
+Hist = dict[int, int]
+
+
+def _hist_move(hist: Hist, floor: int, old: int, new: int) -> None:
+    """One customer's histogram entry moves from day `old` to day `new` (-1: none); days below
+    `floor` have left every window and are not kept."""
+    if old == new:
+        return
+    if old >= floor and old >= 0:
+        left = hist[old] - 1
+        if left:
+            hist[old] = left
+        else:
+            del hist[old]
+    if new >= floor and new >= 0:
+        hist[new] = hist.get(new, 0) + 1
+
+
+def _prune(d: dict[int, Any], floor: int) -> None:
+    for day in [day for day in d if day < floor]:
+        del d[day]
+
+
+def _window_sum(hist: Hist, lo: int, hi: int) -> int:
+    return sum(n for d, n in hist.items() if lo <= d <= hi)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+class KpiPartial:
+    """One unit's part of the store KPIs. Day-bucketed counts, and histograms of one day per
+    customer (its latest order day, second-latest order day, latest activity day, latest day per
+    channel, second-latest of its per-channel days) that give distinct-customer counts for any
+    window as sums, and that an erasure can subtract exactly (the customer keeps those days)."""
+
+    __slots__ = ("activity_days", "active", "buckets", "by_channel", "channels", "feedback", "floor_day",
+                 "floor_day_activity", "latest", "messages", "omni", "second", "window_days")
+
+    def __init__(self, window_days: int = 365, activity_days: int = 30,
+                 channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
         self.window_days = window_days
+        self.activity_days = activity_days
+        self.channels = channels
         #: day -> [orders, guest_orders, identified_orders, revenue]
         self.buckets: dict[int, list[Any]] = {}
-        self.latest: dict[int, int] = {}
-        self.second: dict[int, int] = {}
-        #: days below this can never be in a window again (the watermark only moves forward)
+        self.latest: Hist = {}
+        self.second: Hist = {}
+        #: day -> the FEEDBACK_FIELDS counts (order window)
+        self.feedback: dict[int, list[int]] = {}
+        #: day -> the MESSAGE_FIELDS counts (activity window)
+        self.messages: dict[int, list[int]] = {}
+        self.active: Hist = {}
+        self.by_channel: dict[str, Hist] = {}
+        self.omni: Hist = {}
+        #: days below these can never be in a window again (the watermark only moves forward)
         self.floor_day = -(10**9)
+        self.floor_day_activity = -(10**9)
 
+    # -- orders (order window) ---------------------------------------------------------------------
     def add_order(self, day: int, guest: bool, identified: bool, amount: float) -> None:
         if day < self.floor_day:
             return
@@ -73,73 +133,163 @@ class KpiPartial:
 
     def move_customer(self, old: tuple[int, int], new: tuple[int, int]) -> None:
         """A customer's (latest, second-latest) order days changed from `old` to `new`."""
-        for hist, o, n in ((self.latest, old[0], new[0]), (self.second, old[1], new[1])):
-            if o == n:
-                continue
-            if o >= self.floor_day and o >= 0:
-                left = hist[o] - 1
-                if left:
-                    hist[o] = left
-                else:
-                    del hist[o]
-            if n >= self.floor_day and n >= 0:
-                hist[n] = hist.get(n, 0) + 1
+        _hist_move(self.latest, self.floor_day, old[0], new[0])
+        _hist_move(self.second, self.floor_day, old[1], new[1])
+
+    # -- feedback (order window) -------------------------------------------------------------------
+    def _feedback_bucket(self, day: int) -> list[int] | None:
+        if day < self.floor_day:
+            return None
+        b = self.feedback.get(day)
+        if b is None:
+            b = self.feedback[day] = [0] * len(FEEDBACK_FIELDS)
+        return b
+
+    def add_survey(self, day: int, nps: int) -> None:
+        b = self._feedback_bucket(day)
+        if b is not None:
+            b[_SURVEY] += 1
+            b[_PROMOTERS if nps >= 9 else _PASSIVES if nps >= 7 else _DETRACTORS] += 1
+
+    def add_review(self, day: int, rating: int) -> None:
+        b = self._feedback_bucket(day)
+        if b is not None:
+            b[_REVIEWS] += 1
+            if rating >= 4:
+                b[_SATISFIED] += 1
+            b[_RATING_SUM] += rating
+
+    # -- messages and activity (activity window) ---------------------------------------------------
+    def add_message(self, day: int, index: int) -> None:
+        if day < self.floor_day_activity:
+            return
+        b = self.messages.get(day)
+        if b is None:
+            b = self.messages[day] = [0] * len(MESSAGE_FIELDS)
+        b[index] += 1
+
+    def move_active(self, old: int, new: int) -> None:
+        """A customer's latest activity day moved (-1: none)."""
+        _hist_move(self.active, self.floor_day_activity, old, new)
+
+    def move_channel(self, channel: str, old: int, new: int) -> None:
+        hist = self.by_channel.get(channel)
+        if hist is None:
+            hist = self.by_channel[channel] = {}
+        _hist_move(hist, self.floor_day_activity, old, new)
+
+    def move_omni(self, old: int, new: int) -> None:
+        """A customer's second-latest per-channel activity day moved (-1: fewer than 2 channels)."""
+        _hist_move(self.omni, self.floor_day_activity, old, new)
+
+    # -- erasure (SPEC §9) -------------------------------------------------------------------------
+    def forget_identified(self, day: int, orders: int) -> None:
+        """An erased customer's `orders` on `day` stay orders but leave identified_orders."""
+        b = self.buckets.get(day)
+        if b is not None and day >= self.floor_day:
+            b[2] -= orders
 
     def prune(self, watermark_day: int) -> None:
         floor = watermark_day - (self.window_days - 1)
-        if floor <= self.floor_day:
-            return
-        self.floor_day = floor
-        for d in [d for d in self.buckets if d < floor]:
-            del self.buckets[d]
-        for hist in (self.latest, self.second):
-            for d in [d for d in hist if d < floor]:
-                del hist[d]
+        if floor > self.floor_day:
+            self.floor_day = floor
+            order_parts: tuple[dict[int, Any], ...] = (self.buckets, self.latest, self.second, self.feedback)
+            for d in order_parts:
+                _prune(d, floor)
+        floor = watermark_day - (self.activity_days - 1)
+        if floor > self.floor_day_activity:
+            self.floor_day_activity = floor
+            activity_parts: tuple[dict[int, Any], ...] = (self.messages, self.active, self.omni,
+                                                          *self.by_channel.values())
+            for d in activity_parts:
+                _prune(d, floor)
 
     # -- merging and reading ---------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {
             "window_days": self.window_days,
+            "activity_days": self.activity_days,
+            "channels": list(self.channels),
             "floor_day": self.floor_day,
+            "floor_day_activity": self.floor_day_activity,
             "buckets": {str(d): b for d, b in self.buckets.items()},
             "latest": {str(d): n for d, n in self.latest.items()},
             "second": {str(d): n for d, n in self.second.items()},
+            "feedback": {str(d): b for d, b in self.feedback.items()},
+            "messages": {str(d): b for d, b in self.messages.items()},
+            "active": {str(d): n for d, n in self.active.items()},
+            "by_channel": {ch: {str(d): n for d, n in h.items()} for ch, h in self.by_channel.items()},
+            "omni": {str(d): n for d, n in self.omni.items()},
         }
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> KpiPartial:
-        k = cls(s["window_days"])
+        # states written before the activity parts existed restore with them empty
+        k = cls(s["window_days"], s.get("activity_days", 30), tuple(s.get("channels", DEFAULT_CHANNELS)))
         k.floor_day = s["floor_day"]
+        k.floor_day_activity = s.get("floor_day_activity", -(10**9))
         k.buckets = {int(d): list(b) for d, b in s["buckets"].items()}
         k.latest = {int(d): n for d, n in s["latest"].items()}
         k.second = {int(d): n for d, n in s["second"].items()}
+        k.feedback = {int(d): list(b) for d, b in s.get("feedback", {}).items()}
+        k.messages = {int(d): list(b) for d, b in s.get("messages", {}).items()}
+        k.active = {int(d): n for d, n in s.get("active", {}).items()}
+        k.by_channel = {ch: {int(d): n for d, n in h.items()} for ch, h in s.get("by_channel", {}).items()}
+        k.omni = {int(d): n for d, n in s.get("omni", {}).items()}
         return k
 
     def merge(self, other: KpiPartial) -> None:
-        for d, b in other.buckets.items():
-            mine = self.buckets.setdefault(d, [0, 0, 0, 0.0])
-            for i in range(4):
-                mine[i] += b[i]
-        for hist, theirs in ((self.latest, other.latest), (self.second, other.second)):
+        for mine_all, theirs_all in ((self.buckets, other.buckets), (self.feedback, other.feedback),
+                                     (self.messages, other.messages)):
+            for d, b in theirs_all.items():
+                mine = mine_all.get(d)
+                if mine is None:
+                    mine_all[d] = list(b)
+                else:
+                    for i, v in enumerate(b):
+                        mine[i] += v
+        hists = [(self.latest, other.latest), (self.second, other.second), (self.active, other.active),
+                 (self.omni, other.omni)]
+        hists += [(self.by_channel.setdefault(ch, {}), h) for ch, h in other.by_channel.items()]
+        for hist, theirs in hists:
             for d, n in theirs.items():
                 hist[d] = hist.get(d, 0) + n
 
     def document(self, as_of: int | None) -> dict[str, Any]:
-        """The KPI document over the window at `as_of` (None: no applied event yet)."""
+        """The KPI document over the windows at `as_of` (None: no applied event yet)."""
         orders = guests = identified = customers = repeat = 0
         revenue = 0.0
+        feedback = [0] * len(FEEDBACK_FIELDS)
+        messages = [0] * len(MESSAGE_FIELDS)
+        active = omni = 0
+        by_channel = dict.fromkeys((*self.channels, OTHER_CHANNEL), 0)
         if as_of is not None:
-            lo = day_of(as_of) - (self.window_days - 1)
             hi = day_of(as_of)
-            for d in sorted(self.buckets):
+            lo = hi - (self.window_days - 1)
+            for d in sorted(self.buckets):  # sorted: the float sum is the same in every mode
                 if lo <= d <= hi:
                     b = self.buckets[d]
                     orders += b[0]
                     guests += b[1]
                     identified += b[2]
                     revenue += b[3]
-            customers = sum(n for d, n in self.latest.items() if lo <= d <= hi)
-            repeat = sum(n for d, n in self.second.items() if lo <= d <= hi)
+            for d, b in self.feedback.items():
+                if lo <= d <= hi:
+                    for i, v in enumerate(b):
+                        feedback[i] += v
+            customers = _window_sum(self.latest, lo, hi)
+            repeat = _window_sum(self.second, lo, hi)
+            lo = hi - (self.activity_days - 1)
+            for d, b in self.messages.items():
+                if lo <= d <= hi:
+                    for i, v in enumerate(b):
+                        messages[i] += v
+            active = _window_sum(self.active, lo, hi)
+            omni = _window_sum(self.omni, lo, hi)
+            for ch, hist in self.by_channel.items():
+                by_channel[ch] = _window_sum(hist, lo, hi)
+        responses, promoters, passives, detractors, reviews, satisfied, rating_sum = feedback
+        m = dict(zip(MESSAGE_FIELDS, messages, strict=True))
         return {
             "as_of": format_optional(as_of),
             "window_days": self.window_days,
@@ -149,19 +299,40 @@ class KpiPartial:
             "revenue": revenue,
             "customers": customers,
             "repeat_customers": repeat,
-            "guest_checkout_rate": guests / orders if orders else None,
-            "average_order_value": revenue / orders if orders else None,
-            "purchase_frequency": identified / customers if customers else None,
-            "repeat_purchase_rate": repeat / customers if customers else None,
+            "guest_checkout_rate": _ratio(guests, orders),
+            "average_order_value": _ratio(revenue, orders),
+            "purchase_frequency": _ratio(identified, customers),
+            "repeat_purchase_rate": _ratio(repeat, customers),
+            "survey_responses": responses,
+            "promoters": promoters,
+            "passives": passives,
+            "detractors": detractors,
+            "nps": _ratio(100 * (promoters - detractors), responses),
+            "reviews": reviews,
+            "satisfied_reviews": satisfied,
+            "csat": _ratio(satisfied, reviews),
+            "average_rating": _ratio(rating_sum, reviews),
+            "engagement_30d": {
+                "window_days": self.activity_days,
+                **m,
+                "email_open_rate": _ratio(m["email_opened"], m["email_sent"]),
+                "email_click_rate": _ratio(m["email_clicked"], m["email_sent"]),
+                "push_open_rate": _ratio(m["push_opened"], m["push_sent"]),
+                "sms_click_rate": _ratio(m["sms_clicked"], m["sms_sent"]),
+                "active_customers": active,
+                "customers_by_channel": by_channel,
+                "omnichannel_customers": omni,
+                "omnichannel_rate": _ratio(omni, active),
+            },
         }
 
 
-
-def store_document(parts: Iterable[tuple[int | None, KpiPartial]], window_days: int) -> dict[str, Any]:
+def store_document(parts: Iterable[tuple[int | None, KpiPartial]], window_days: int,
+                   activity_days: int = 30, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> dict[str, Any]:
     """The store KPI document from every unit's (watermark, partial), read at the largest
     watermark (None when no unit has applied an event). Partials add up because every customer
     lives in exactly one unit (SPEC §7)."""
-    merged = KpiPartial(window_days)
+    merged = KpiPartial(window_days, activity_days, channels)
     as_of: int | None = None
     for watermark, partial in parts:
         merged.merge(partial)

@@ -23,6 +23,6 @@ def next_due_day(c: Customer, after: int, demote_at: tuple[float, ...], cfg: Eng
         # let the sweep check exactly (the float may land either side).
         cross = c.t_ref + cfg.half_life * math.log2(c.s_ref / theta)
         cand = int(cross) // DAY * DAY
-    if not c.churn_alerted:
-        cand = min(cand, midnight_at_or_after(c.t_ref + cfg.churn_after))
+    if not c.churn_alerted and c.last_activity is not None:
+        cand = min(cand, midnight_at_or_after(c.last_activity + cfg.churn_after))
     return max(cand, next_midnight_after(after)) // DAY

@@ -24,24 +24,37 @@ from stream_app.engine.customer import (
     LN2,
     Customer,
     add_activity_bucket,
+    add_message_bucket,
     add_order_bucket,
 )
 from stream_app.engine.dedupe import RecentIds
 from stream_app.engine.events import (
     CHECKOUT_STARTED,
     CLICKS,
+    CUSTOMER_ERASED,
     FIXED_WEIGHTS,
+    MESSAGE_COUNTS,
     ORDER_PLACED,
     ORDER_REFUNDED,
+    OTHER_CHANNEL,
     REVIEW,
+    SENT_TYPES,
     SURVEY_RESPONSE,
+    TOPIC_OF_TYPE,
     Event,
+    channel_of,
     points,
     weight,
 )
-from stream_app.engine.kpis import KpiPartial
+from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, KpiPartial
 from stream_app.engine.sweeps import next_due_day
 from stream_app.engine.tiers import TierRule, tier_change
+
+#: type -> index of its count in a message bucket (MESSAGE_FIELDS order)
+MESSAGE_INDEX: dict[str, int] = {
+    t: MESSAGE_FIELDS.index(f"{medium}_{kind}")
+    for t, (medium, kind) in MESSAGE_COUNTS.items()
+}
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -60,9 +73,11 @@ class Unit:
         self.timers: list[tuple[int, str]] = []
         #: day index of a midnight -> customers that sweep must look at (may hold stale ids)
         self.due: dict[int, list[str]] = {}
-        self.kpis = KpiPartial(config.order_window_days)
         self.applied = 0
         self.duplicates = 0
+        self.erasures = 0  # applied customer_erased events (SPEC §8 counts.erased)
+        self.erased: list[str] = []
+        self.erased_tiers: list[int] = []
         self.tier_changes: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
         self.changed: set[str] = set()
@@ -75,6 +90,12 @@ class Unit:
         self._due_before = 0
         self._forget_at = 0
         self._decay = -LN2 / config.half_life  # S(T) = S(t)·exp((T − t)·_decay)
+        self.kpis = KpiPartial(config.order_window_days, config.activity_window_days, config.channels)
+        # channel names -> one canonical string object (restored states hold copies: compare by value)
+        self._canonical = {ch: ch for ch in (*config.channels, OTHER_CHANNEL)}
+        self._channels = dict(self._canonical)  # exact `channel` values seen -> canonical channel
+        self._type_channel = {t: self._canonical[ch] for t in TOPIC_OF_TYPE
+                              if (ch := channel_of(t, None, config.channels)) is not None}
 
     @property
     def seen(self) -> dict[str, int]:
@@ -109,7 +130,10 @@ class Unit:
         self._id_order.append((wm, eid))
         if self.dedupe.log is not None:
             self.dedupe.log.append((eid, wm))
-        self._apply(ev)
+        if ev.type == CUSTOMER_ERASED:
+            self._erase(ev.customer_id)  # type: ignore[arg-type]
+        else:
+            self._apply(ev)
         self.applied += 1
         return APPLIED
 
@@ -152,14 +176,22 @@ class Unit:
         etype = ev.type
         t = ev.occurred_at
         day = t // DAY
+        kpis = self.kpis
+        message = MESSAGE_INDEX.get(etype)
         if etype == ORDER_PLACED:
             w = weight(ev)
-            self.kpis.add_order(day, ev.guest, cid is not None, ev.amount)
+            kpis.add_order(day, ev.guest, cid is not None, ev.amount)
         elif etype == ORDER_REFUNDED:
             w = weight(ev)
-            self.kpis.add_refund(day, ev.amount)
+            kpis.add_refund(day, ev.amount)
         else:
             w = FIXED_WEIGHTS[etype]  # what `weight` returns for these, without the call
+            if message is not None:
+                kpis.add_message(day, message)
+            elif etype == REVIEW:
+                kpis.add_review(day, ev.rating)  # type: ignore[arg-type]
+            elif etype == SURVEY_RESPONSE:
+                kpis.add_survey(day, ev.nps)  # type: ignore[arg-type]
         if cid is None:
             return  # an anonymous guest order: store KPIs only
         c = self.customers.get(cid)
@@ -172,8 +204,24 @@ class Unit:
         else:
             c.s_ref = c.s_ref * math.exp((t - c.t_ref) * self._decay) + w
             c.t_ref = t
-            c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
         c.events_total += 1
+        activity = etype not in SENT_TYPES
+        if activity:
+            la = c.last_activity
+            if la is None or t > la:
+                c.last_activity = t
+                c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
+                old_day = -1 if la is None else la // DAY
+                if day != old_day:
+                    kpis.move_active(old_day, day)
+            ch = ev.channel
+            ch = self._channels.get(ch) if ch else self._type_channel.get(etype)
+            if ch is None and ev.channel:
+                ch = self._channel_of(ev.channel)
+            if ch is not None:
+                self._touch_channel(c, ch, day)
+        if message is not None:
+            add_message_bucket(c, day, message, cfg.activity_window_days)
 
         if etype == ORDER_PLACED:
             amount = ev.amount
@@ -198,7 +246,9 @@ class Unit:
         else:
             b = c.activity_buckets
             if ev.topic == CLICKS:
-                if b and b[-3] == day:
+                if not activity:
+                    pass  # a *_sent: not in clicks_30d
+                elif b and b[-3] == day:
                     b[-2] += 1  # the common case: today's bucket
                 else:
                     add_activity_bucket(c, day, 1, 0, cfg.activity_window_days)
@@ -212,6 +262,8 @@ class Unit:
                     b[-1] += 1
                 else:
                     add_activity_bucket(c, day, 0, 1, cfg.activity_window_days)
+                if etype == SURVEY_RESPONSE and (c.last_nps_at is None or t >= c.last_nps_at):
+                    c.last_nps, c.last_nps_at = ev.nps, t  # the later in processing order on a tie
 
         # SPEC §5 at the customer's clock; the test is TierRule.change's, inlined (hot path)
         s = c.s_ref
@@ -228,6 +280,60 @@ class Unit:
         if c.tier >= SILVER or c.due_day >= 0:
             self._reschedule(c, self.watermark)  # type: ignore[arg-type]
         self.changed.add(cid)
+
+    def _channel_of(self, channel: str) -> str:
+        """A non-empty `channel` field not in the fast map: lower-cased, or `other` (SPEC §1)."""
+        ch = self._canonical.get(channel_of("", channel, self.config.channels), OTHER_CHANNEL)  # type: ignore[arg-type]
+        if len(self._channels) < 1024:  # producers' spellings are few; a flood of odd ones is not cached
+            self._channels[channel] = ch
+        return ch
+
+    def _touch_channel(self, c: Customer, ch: str, day: int) -> None:
+        """An activity event on channel `ch` on `day`: the customer's latest day on it, and the KPI
+        histograms of per-channel days and of the second-latest of them (omnichannel)."""
+        cd = c.channel_days
+        n = len(cd)
+        i = 0
+        while i < n and cd[i] != ch:
+            i += 2
+        if i < n:
+            old = cd[i + 1]
+            if old >= day:
+                return
+            before = _second_day(cd)
+            cd[i + 1] = day
+        else:
+            old = -1
+            before = _second_day(cd)
+            cd += (ch, day)
+        kpis = self.kpis
+        kpis.move_channel(ch, old, day)
+        after = _second_day(cd)
+        if after != before:
+            kpis.move_omni(before, after)
+
+    def _erase(self, cid: str) -> None:
+        """SPEC §9: forget the customer; the store KPIs keep it as anonymous aggregates."""
+        self.erasures += 1
+        self.erased.append(cid)
+        self.changed.discard(cid)
+        c = self.customers.pop(cid, None)
+        if c is None:
+            return
+        kpis = self.kpis
+        b = c.order_buckets
+        for i in range(0, len(b), 4):
+            if b[i + 1]:
+                kpis.forget_identified(b[i], b[i + 1])
+        kpis.move_customer(c.top_order_days, NO_ORDER_DAYS)
+        if c.last_activity is not None:
+            kpis.move_active(c.last_activity // DAY, -1)
+        cd = c.channel_days
+        for i in range(0, len(cd), 2):
+            kpis.move_channel(cd[i], cd[i + 1], -1)
+        kpis.move_omni(_second_day(cd), -1)
+        # its timer and sweep-index entries go stale: both look the customer up and skip it
+        self.erased_tiers.append(c.tier)
 
     # -- tiers, timers, sweeps -------------------------------------------------------------------
     def _evaluate_tier(self, c: Customer, at: int, s: float, reason: str) -> None:
@@ -256,9 +362,9 @@ class Unit:
             return
         cfg = self.config
         for cid in sorted(set(ids)):
-            c = self.customers[cid]
-            if c.due_day != day:
-                continue  # rescheduled since: a stale index entry
+            c = self.customers.get(cid)
+            if c is None or c.due_day != day:
+                continue  # erased, or rescheduled since: a stale index entry
             c.due_day = -1
             a = churn_risk(c, midnight, cfg)  # before the sweep's demotion (SPEC §6)
             if a is not None:
@@ -283,9 +389,16 @@ class Unit:
         return None if c is None else c.read(as_of, self.config)
 
     def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
-        """Hand the outputs since the last drain to the shell."""
+        """Hand the outputs since the last drain to the shell (erasures: `drain_erased`)."""
         out = (self.tier_changes, self.alerts, self.changed)
         self.tier_changes, self.alerts, self.changed = [], [], set()
+        return out
+
+    def drain_erased(self) -> tuple[list[str], list[int]]:
+        """Customer ids erased since the last drain, in order (a customer may come back after its
+        erasure: it is then in `changed` too), and the tiers the known ones held."""
+        out = (self.erased, self.erased_tiers)
+        self.erased, self.erased_tiers = [], []
         return out
 
     # -- persistence: the shell stores customers, ids and the unit core under separate keys ------
@@ -296,6 +409,7 @@ class Unit:
             "kpis": self.kpis.to_state(),
             "applied": self.applied,
             "duplicates": self.duplicates,
+            "erasures": self.erasures,
         }
 
     @classmethod
@@ -308,6 +422,7 @@ class Unit:
             u.kpis = KpiPartial.from_state(core["kpis"])
             u.applied = core["applied"]
             u.duplicates = core["duplicates"]
+            u.erasures = core.get("erasures", 0)
         for c in customers:
             u.customers[c.customer_id] = c
             if c.cart is not None:
@@ -323,3 +438,15 @@ class Unit:
             u._due_before = next_midnight_after(wm)
             u._forget_at = u.dedupe.next_expiry(wm)
         return u
+
+
+def _second_day(cd: list[Any]) -> int:
+    """The second-largest day in a flat [channel, day, ...] list; -1 with fewer than 2 channels."""
+    first = second = -1
+    for i in range(1, len(cd), 2):
+        d = cd[i]
+        if d > first:
+            first, second = d, first
+        elif d > second:
+            second = d
+    return second

@@ -57,7 +57,8 @@ class StoreKpis:
 
     def document(self) -> dict[str, Any]:
         """The store document: the merge of every partial, read at the largest watermark."""
-        return store_document(self.partials.values(), self.window_days)
+        cfg = self.settings.engine_config()
+        return store_document(self.partials.values(), self.window_days, cfg.activity_window_days, cfg.channels)
 
     async def publish(self, ready: bool, owned: Collection[int],
                       producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:

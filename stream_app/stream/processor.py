@@ -43,12 +43,18 @@ def wrap_event(short_topic: str, raw: bytes) -> bytes:
 @dataclass
 class PartitionBatch:
     state: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    #: customer_id -> its record at its clock
     scores: dict[str, bytes] = field(default_factory=dict)
+    #: customers erased in the batch (SPEC §9): a tombstone each, published before the records, so
+    #: one erased and back in the same batch ends with its new record (`score_records`)
+    tombstones: list[str] = field(default_factory=list)
     tier_changes: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    #: applied customer_erased events (SPEC §9), for `engagement_erasures_total`
+    erased: int = 0
     #: (short topic, "applied" | "duplicate") -> count
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
     #: occurred_at (µs) of the applied events, for the event-lag histogram
@@ -111,12 +117,20 @@ class PartitionProcessor:
         out.applied = unit.applied - before[0]
         out.duplicates = unit.duplicates - before[1]
         tier_changes, alerts, changed = unit.drain()
+        erased, erased_tiers = unit.drain_erased()
+        out.erased = len(erased)
+        for tier in erased_tiers:
+            self.tier_counts[TIERS[tier]] -= 1
         for tc in tier_changes:
             if tc["from_tier"] is not None:
                 self.tier_counts[tc["from_tier"]] -= 1
             self.tier_counts[tc["to_tier"]] += 1
         out.tier_changes = tier_changes
         out.alerts = alerts
+        for cid in dict.fromkeys(erased):  # once each, in order
+            if cid not in unit.customers:  # back in the same batch: its new record replaces it
+                out.state.append((state_key(p, CUSTOMER, cid), None))
+            out.tombstones.append(cid)
         for cid in sorted(changed):
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
@@ -130,6 +144,10 @@ class PartitionProcessor:
             out.state.append((state_key(p, UNIT), orjson.dumps(core)))
             out.kpis_changed = out.applied > 0
         return out
+
+    def score_records(self, out: PartitionBatch) -> list[tuple[str, bytes | None]]:
+        """What the batch publishes on the scores topic, in order: tombstones, then records."""
+        return [(cid, None) for cid in out.tombstones] + list(out.scores.items())
 
     def kpi_partial_record(self) -> bytes:
         return orjson.dumps({"partition": self.partition, "watermark": self.unit.watermark,

@@ -225,7 +225,7 @@ class Scoring:
 
     def _add_outputs(self, outputs: BatchSender, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
         s = self.settings
-        for cid, score in out.scores.items():
+        for cid, score in proc.score_records(out):
             key = cid.encode()
             outputs.add(s.topic_scores, partition_for(key, s.partitions), key, score)
         for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):

@@ -9,7 +9,10 @@ import orjson
 
 from tests.oracle import format_instant
 
-KPI_COUNTS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers")
+KPI_COUNTS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers",
+              "survey_responses", "promoters", "passives", "detractors", "reviews", "satisfied_reviews")
+ENGAGEMENT_COUNTS = ("email_sent", "email_opened", "email_clicked", "push_sent", "push_opened", "sms_sent",
+                     "sms_clicked", "active_customers", "omnichannel_customers")
 
 
 def assert_same(actual: Any, expected: Any, path: str = "$") -> None:
@@ -59,11 +62,29 @@ def merged_kpis(parts: list[dict[str, Any]], as_of: int | None) -> dict[str, Any
     def ratio(a: float, b: float) -> float | None:
         return a / b if b else None
 
+    rating_sum = math.fsum((p["average_rating"] or 0) * p["reviews"] for p in parts)
+    eng = {k: sum(p["engagement_30d"][k] for p in parts) for k in ENGAGEMENT_COUNTS}
+    by_channel: dict[str, int] = {}
+    for p in parts:
+        for ch, n in p["engagement_30d"]["customers_by_channel"].items():
+            by_channel[ch] = by_channel.get(ch, 0) + n
     return {"as_of": format_instant(as_of), "window_days": 365, **total,
             "guest_checkout_rate": ratio(total["guest_orders"], total["orders"]),
             "average_order_value": ratio(total["revenue"], total["orders"]),
             "purchase_frequency": ratio(total["identified_orders"], total["customers"]),
-            "repeat_purchase_rate": ratio(total["repeat_customers"], total["customers"])}
+            "repeat_purchase_rate": ratio(total["repeat_customers"], total["customers"]),
+            "nps": ratio(100 * (total["promoters"] - total["detractors"]), total["survey_responses"]),
+            "csat": ratio(total["satisfied_reviews"], total["reviews"]),
+            "average_rating": ratio(rating_sum, total["reviews"]),
+            "engagement_30d": {
+                "window_days": 30, **eng,
+                "email_open_rate": ratio(eng["email_opened"], eng["email_sent"]),
+                "email_click_rate": ratio(eng["email_clicked"], eng["email_sent"]),
+                "push_open_rate": ratio(eng["push_opened"], eng["push_sent"]),
+                "sms_click_rate": ratio(eng["sms_clicked"], eng["sms_sent"]),
+                "customers_by_channel": by_channel,
+                "omnichannel_rate": ratio(eng["omnichannel_customers"], eng["active_customers"]),
+            }}
 
 
 def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -62,6 +62,7 @@ def test_abandoned_cart_fires_the_pending_timer_at_its_deadline() -> None:
 
 def test_churn_risk_once_per_spell_for_silver_and_up() -> None:
     c = Customer("alice", T0)
+    c.last_activity = T0
     c.tier = SILVER
     assert churn_risk(c, T0 + 30 * DAY - 1, DEFAULT_CONFIG) is None
     a = churn_risk(c, T0 + 30 * DAY, DEFAULT_CONFIG)

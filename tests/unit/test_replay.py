@@ -31,14 +31,14 @@ def test_empty_input_gives_null_as_of_zero_counts_null_ratios() -> None:
     assert doc["as_of"] is None and doc["customers"] == {} and doc["dead_letters"] == []
     k = doc["kpis"]
     assert k["orders"] == 0 and k["guest_checkout_rate"] is None and k["repeat_purchase_rate"] is None
-    assert doc["counts"] == {"applied": 0, "duplicates": 0, "rejected": 0}
+    assert doc["counts"] == {"applied": 0, "duplicates": 0, "rejected": 0, "erased": 0}
 
 
 def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
     p = tmp_path / "e.jsonl"
     p.write_bytes(b"\xef\xbb\xbf" + line(PV) + b"\r\n\r\n" + line({**PV, "event_id": "p2"}) + b"\r\n")
     doc = replay_file(str(p))
-    assert doc["counts"] == {"applied": 2, "duplicates": 0, "rejected": 0}
+    assert doc["counts"] == {"applied": 2, "duplicates": 0, "rejected": 0, "erased": 0}
 
 
 def test_dead_letters_carry_line_reason_field_message() -> None:
@@ -140,7 +140,7 @@ def test_online_retail_kpis_match_an_independent_computation() -> None:
     assert k["average_order_value"] == pytest.approx(want["revenue"] / want["orders"])
     assert k["purchase_frequency"] == pytest.approx(want["identified_orders"] / want["customers"])
     assert k["repeat_purchase_rate"] == pytest.approx(want["repeat_customers"] / want["customers"])
-    assert doc["counts"] == {"applied": 23_795, "duplicates": 0, "rejected": 0}
+    assert doc["counts"] == {"applied": 23_795, "duplicates": 0, "rejected": 0, "erased": 0}
 
 
 def test_summary_table_prints_kpis_and_tiers(capsys: pytest.CaptureFixture[str]) -> None:

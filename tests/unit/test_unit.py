@@ -364,4 +364,4 @@ def test_configured_currency_reaches_validation() -> None:
                          "currency": "EUR"})
     assert replay_lines([line])["counts"]["rejected"] == 1
     doc = replay_lines([line], config=replace(DEFAULT_CONFIG, currency="EUR"))
-    assert doc["counts"] == {"applied": 1, "duplicates": 0, "rejected": 0}
+    assert doc["counts"] == {"applied": 1, "duplicates": 0, "rejected": 0, "erased": 0}
