@@ -60,6 +60,7 @@ class Expected:
     applied: dict[int, int] = field(default_factory=dict)
     duplicates: dict[int, int] = field(default_factory=dict)
     kpis: dict[str, Any] | None = None
+    erased: set[str] = field(default_factory=set)
 
 
 def expected(settings: Settings, partitions: dict[int, list[Any]]) -> Expected:
@@ -83,7 +84,9 @@ def expected(settings: Settings, partitions: dict[int, list[Any]]) -> Expected:
         out.duplicates[p] = unit.duplicates
         for cid in unit.customers:
             # the stream publishes each customer as of its own clock (SPEC §2)
-            out.records[cid] = unit.record(cid, unit.last_activity(cid))
+            out.records[cid] = unit.record(cid, unit.clock(cid))
+        # erased (SPEC §9) and not back: the scores topic must end with a tombstone for it
+        out.erased |= {cid for cid in unit.generation if cid not in unit.customers}
         for tc in unit.tier_changes:
             out.tier_changes.setdefault(tc["customer_id"], []).append(tc)
         for a in unit.alerts:
@@ -114,7 +117,7 @@ def without_id(alert: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Observed:
-    records: dict[str, dict[str, Any]]
+    records: dict[str, dict[str, Any] | None]  # None: a tombstone
     tier_changes: dict[str, list[dict[str, Any]]]
     alerts: dict[str, list[dict[str, Any]]]
     kpis: dict[str, Any] | None
@@ -156,10 +159,11 @@ async def observe(settings: Settings) -> Observed:
     s = settings
     topics = await read_all(s, [s.topic_scores, s.topic_tier_changes, s.topic_alerts, s.topic_kpis,
                                 s.topic_dead_letter, changelog_topic(s)])
-    scores: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, Any] | None] = {}
     for rs in topics[s.topic_scores].values():
         for r in rs:
-            scores[r.key.decode()] = orjson.loads(r.value)  # compacted: the last value wins
+            # compacted: the last value wins; None is a tombstone (an erased customer, SPEC §9)
+            scores[r.key.decode()] = None if r.value is None else orjson.loads(r.value)
     tcs: dict[str, list[dict[str, Any]]] = {}
     for rs in topics[s.topic_tier_changes].values():
         for r in rs:
@@ -230,6 +234,9 @@ def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object
         if not close(w, g):
             diffs.append(f"{where(cid)}: score record differs in {differing_fields(w, g)}: "
                          f"oracle {w} published {g}")
+    for cid in sorted(want.erased):
+        if cid not in got.records:
+            diffs.append(f"{where(cid)}: erased by the oracle, but no tombstone on the scores topic")
     for name, exp, obs in (("tier changes", want.tier_changes, got.tier_changes),
                            ("alerts", want.alerts, {c: [without_id(a) for a in v] for c, v in got.alerts.items()})):
         for cid in sorted(set(exp) | set(obs)):
@@ -257,6 +264,9 @@ def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object
         if bad:
             diffs.append(f"seed={seed} partition={p} first offset={unit.get('offset', -1) + 1}: "
                          f"committed state differs (field: (oracle, state)) {bad}")
+        for cid in sorted(c for c, q in want.partition_of.items() if q == p and c in want.erased):
+            if cid in customers:
+                diffs.append(f"{where(cid)}: erased by the oracle, but its state is still committed")
         for cid in sorted(c for c, q in want.partition_of.items() if q == p and c in want.records):
             st = customers.get(cid)
             rec = None if st is None else state_record(st)
