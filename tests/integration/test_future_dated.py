@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +68,7 @@ def scores(settings: Any) -> list[dict[str, Any]]:
 
 def test_a_future_dated_event_is_dead_lettered_and_the_partition_goes_on(
         broker: EmbeddedBroker, tmp_path: Path) -> None:
-    # isolated_settings names the other topics per test; the privacy topic too, here
-    settings = isolated_settings(broker, tmp_path, topic_privacy=f"t{uuid.uuid4().hex[:8]}.privacy")
+    settings = isolated_settings(broker, tmp_path)
     worker = WorkerProcess(settings, tmp_path)
     try:
         worker.wait_ready()
