@@ -68,6 +68,8 @@ class Settings:
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
+    #: how often at most a worker publishes each changed partition's KPI partial (for the leader)
+    kpi_partial_interval_ms: int = 250
     #: what this process runs: `all` (ingest + scoring + KPIs + HTTP), `ingest` (validation and
     #: re-keying only) or `score` (everything but ingest); two processes use both cores
     role: str = "all"

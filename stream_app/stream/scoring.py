@@ -78,6 +78,10 @@ class Scoring:
         self.consumer: AIOKafkaConsumer | None = None
         self._reseek: dict[int, int] = {}
         self._committed_at = 0.0
+        #: partitions whose KPI partial changed since it was last published, and when that was:
+        #: partials go out at most every `kpi_partial_interval_ms`, not with every batch
+        self._kpi_dirty: set[int] = set()
+        self._kpi_sent_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -106,6 +110,7 @@ class Scoring:
             self.joined = False
             for tp in revoked:
                 self.processors.pop(tp.partition, None)
+                self._kpi_dirty.discard(tp.partition)  # its new owner publishes it after its restore
                 self.to_restore.discard(tp.partition)
                 self.store.release(tp.partition)
                 try:
@@ -131,12 +136,13 @@ class Scoring:
                 if self.to_restore:
                     await self.restore_pending(restorer, producer)
                 batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size)
-                if batches:
-                    async with self.lock:
+                async with self.lock:
+                    if batches:
                         t0 = time.perf_counter()
                         done = self.apply_batch(batches)
                         if done:
                             await self.commit_batch(done, producer, t0)
+                    await self._publish_kpi_partials(producer)
                 await self._commit_offsets()
         finally:
             await restorer.stop()
@@ -156,6 +162,7 @@ class Scoring:
             m = self.metrics
             for p, (proc, replayer) in sorted(done.items()):
                 self.processors[p] = proc
+                self._kpi_dirty.add(p)  # the previous owner may not have published its latest
                 events_tp = TopicPartition(self.settings.topic_events, p)
                 consumer.seek(events_tp, proc.offset + 1)
                 consumer.resume(events_tp)
@@ -235,7 +242,25 @@ class Scoring:
         for offset, rejection, raw in out.rejected:
             outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
         if out.kpis_changed:
-            outputs.add(kpi_partials_topic(s), 0, str(p).encode(), proc.kpi_partial_record())
+            self._kpi_dirty.add(p)
+
+    async def _publish_kpi_partials(self, producer: AIOKafkaProducer) -> None:
+        """The changed partitions' KPI partials, at most every `kpi_partial_interval_ms` (each is
+        ~10-50 KB of day buckets, and the KPI document is read far less often than batches
+        commit). They are derived data: the unit record in the changelog holds the same partial,
+        and a restore marks the partition for publication again."""
+        now = time.monotonic()
+        if not self._kpi_dirty or (now - self._kpi_sent_at) * 1000 < self.settings.kpi_partial_interval_ms:
+            return
+        self._kpi_sent_at = now
+        partials = BatchSender(producer)
+        topic = kpi_partials_topic(self.settings)
+        for p in sorted(self._kpi_dirty):
+            proc = self.processors.get(p)
+            if proc is not None:
+                partials.add(topic, 0, str(p).encode(), proc.kpi_partial_record())
+        self._kpi_dirty.clear()
+        await partials.flush()
 
     def _observe_batch(self, partitions: list[int], t0: float) -> None:
         m = self.metrics
