@@ -17,7 +17,8 @@ def main() -> int:
     p.add_argument("--customers", type=int, default=1_000_000)
     p.add_argument("--stream-events", dest="stream_events", type=int, default=500_000)
     p.add_argument("--recovery-customers", dest="recovery_customers", type=int, default=1_000_000)
-    p.add_argument("--only", choices=["engine", "stream", "recovery"], default=None)
+    p.add_argument("--worker-memory-customers", dest="worker_memory_customers", type=int, default=1_000_000)
+    p.add_argument("--only", choices=["engine", "stream", "recovery", "worker-memory"], default=None)
     args = p.parse_args()
     results: dict[str, object] = {}
     if args.only in (None, "engine"):
@@ -29,6 +30,10 @@ def main() -> int:
         from bench.recovery_bench import bench_recovery
 
         results.update(bench_recovery(args.recovery_customers))
+    if args.only in (None, "worker-memory"):
+        from bench.worker_memory_bench import bench_worker_memory
+
+        results.update(bench_worker_memory(args.worker_memory_customers))
     if args.only in (None, "stream"):
         from bench.stream_bench import bench_stream
 
