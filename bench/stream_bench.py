@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -100,6 +101,20 @@ async def _wait_scored(settings: Settings, expected: int, timeout: float) -> Non
     raise TimeoutError("the worker did not finish in time")
 
 
+def _profile(workers: list[subprocess.Popen[bytes]], mode: str) -> list[subprocess.Popen[bytes]]:
+    """With BENCH_PROFILE_DIR set: sample each worker with py-spy (collapsed stacks, one file per
+    process), the profile docs/BENCHMARKS.md reads where the stream's time goes. py-spy is not a
+    dependency: `pip install py-spy` first."""
+    out = os.environ.get("BENCH_PROFILE_DIR")
+    if not out:
+        return []
+    os.makedirs(out, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(w.pid), "--format", "raw", "--rate", "200",
+                              "--nonblocking", "-o", os.path.join(out, f"{mode}-{i}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, w in enumerate(workers)]
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -123,7 +138,11 @@ async def _run_mode(settings: Settings, mode: str, n: int, tmp: str, broker_pid:
     cpu0 = _cpu_s(broker_pid)
     workers = [_start_worker(dataclasses.replace(settings, role=r), os.path.join(tmp, f"{mode}-{r}.log"))
                for r in roles]
+    profilers = _profile(workers, mode)
     await _wait_scored(settings, n, timeout=900)
+    for prof in profilers:
+        prof.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+        prof.wait(60)
     first, last, _ = await _drain_time(settings)
     rate = n / max((last - first) / 1000, 1e-3)
     key = "stream_events_per_s" if mode == "all" else f"stream_events_per_s_{mode}"
@@ -142,6 +161,8 @@ async def _drain_time(settings: Settings) -> tuple[int, int, dict[tuple[str, str
     by_key: dict[tuple[str, str], int] = {}
     for rs in scores.values():
         for r in rs:
+            if r.value is None:
+                continue  # a tombstone: an erased customer (SPEC §9)
             rec = orjson.loads(r.value)
             by_key.setdefault((rec["customer_id"], rec["as_of"]), r.timestamp)
     return first, last, by_key
