@@ -7,12 +7,20 @@
    replay's line decoder): it accepts the valid ones and rejects the invalid ones with the reason
    code and field given by the `<name>.expect.json` sidecar;
 4. the valid output examples are consistent in the ways JSON Schema cannot express (arithmetic
-   between fields, ordering of instants, cross-references inside a replay document).
+   between fields, ordering of instants, cross-references inside a replay document);
+5. real engine output (replay documents of a simulator workload and of the Online Retail sample,
+   published records, merged store KPIs) passes the output schemas and the same checks.
 """
 
 from __future__ import annotations
 
+import copy
+import gzip
+import io
+import itertools
+import json
 import math
+import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +28,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from stream_app.engine import DEFAULT_CONFIG
+from stream_app.engine.clock import DAY
 from stream_app.engine.events import TOPIC_OF_TYPE, TYPES_BY_TOPIC
+from stream_app.engine.kpis import store_document
+from stream_app.lines import iter_lines
+from stream_app.replay import Replay
+from stream_app.simulate import Simulator
 from tests.helpers.schemas import (
     REGISTRY,
     SCHEMA_DOCS,
@@ -31,6 +45,7 @@ from tests.helpers.schemas import (
 )
 
 EXAMPLES = SCHEMAS / "examples"
+ONLINE_RETAIL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
 BASE_URI = "https://engagement-scorer.example/schemas/"
 REASONS = {
     "invalid_json", "not_an_object", "too_large", "unknown_type", "missing_field", "invalid_field",
@@ -280,18 +295,57 @@ def _instants(node: Any) -> list[str]:
     return found
 
 
+ACTIVITY_DAYS = 30  # SPEC §4/§7: clicks_30d, channels_30d, messages_30d, engagement_30d
+#: engagement_30d's message counts and each rate's (numerator, denominator)
+MESSAGE_COUNTS = ("email_sent", "email_opened", "email_clicked", "push_sent", "push_opened", "sms_sent", "sms_clicked")
+RATES = {
+    "email_open_rate": ("email_opened", "email_sent"),
+    "email_click_rate": ("email_clicked", "email_sent"),
+    "push_open_rate": ("push_opened", "push_sent"),
+    "sms_click_rate": ("sms_clicked", "sms_sent"),
+}
+
+
+def _in_window(at: str | None, as_of: str, days: int = ACTIVITY_DAYS) -> bool:
+    """`at` lies in the `days`-day window at `as_of` (whole UTC days, SPEC §2)."""
+    return at is not None and (_instant(as_of).date() - _instant(at).date()).days < days
+
+
+def _channel_faults(channels: Any) -> list[str]:
+    return [f"channel {c!r} is not lower-case" for c in channels if c != c.lower()]
+
+
 def _customer_record_faults(r: dict[str, Any]) -> list[str]:
     faults = []
     if not r["guest_orders_365d"] <= r["orders_365d"] <= r["orders_total"] <= r["events_total"]:
         faults.append("want guest_orders_365d <= orders_365d <= orders_total <= events_total")
     if r["orders_365d"] and not _close(r["aov_365d"], r["revenue_365d"] / r["orders_365d"]):
         faults.append("aov_365d != revenue_365d / orders_365d")
+    # orders are activity (SPEC §1), so they come before last_activity_at whenever there is one
     chain = [r["first_order_at"], r["last_order_at"], r["last_activity_at"], r["as_of"]]
     present = [_instant(x) for x in chain if x is not None]
     if present != sorted(present):
         faults.append("want first_order_at <= last_order_at <= last_activity_at <= as_of")
     if (r["first_order_at"] is None) != (r["last_order_at"] is None):
         faults.append("first_order_at and last_order_at are null together")
+    channels, m = r["channels_30d"], r["messages_30d"]
+    if channels != sorted(set(channels)):
+        faults.append("channels_30d must be sorted and unique")
+    faults += _channel_faults(channels)
+    # opens and clicks are clicks-topic activity; sends, clicks, social and orders are disjoint
+    responses = m["email"]["opened"] + m["email"]["clicked"] + m["push"]["opened"] + m["sms"]["clicked"]
+    sent = m["email"]["sent"] + m["push"]["sent"] + m["sms"]["sent"]
+    if responses > r["clicks_30d"]:
+        faults.append("opens and clicks in messages_30d exceed clicks_30d")
+    if r["orders_total"] + r["clicks_30d"] + r["social_30d"] + sent > r["events_total"]:
+        faults.append("orders_total + clicks_30d + social_30d + sends exceed events_total")
+    if r["last_activity_at"] is None:  # only *_sent events so far: none of them is activity
+        if r["clicks_30d"] or r["social_30d"] or channels or responses or r["orders_total"]:
+            faults.append("no activity (last_activity_at null) but activity counted")
+        if r["last_nps"] is not None or r["points"] or r["score"]:
+            faults.append("no activity (last_activity_at null) but last_nps, points or score")
+    elif (r["clicks_30d"] or r["social_30d"] or channels) and not _in_window(r["last_activity_at"], r["as_of"]):
+        faults.append("activity in the 30-day window but last_activity_at before it")
     return faults
 
 
@@ -322,19 +376,79 @@ def _alert_faults(a: dict[str, Any]) -> list[str]:
 def _kpi_faults(k: dict[str, Any]) -> list[str]:
     faults = []
     orders, customers = k["orders"], k["customers"]
-    if not max(k["guest_orders"], k["identified_orders"]) <= orders <= k["guest_orders"] + k["identified_orders"]:
-        faults.append("orders must lie between max and sum of guest_orders and identified_orders")
+    # not orders <= guest_orders + identified_orders: an erased customer's orders leave
+    # identified_orders but stay in orders (SPEC §9); the replay document checks it without erasures
+    if not max(k["guest_orders"], k["identified_orders"]) <= orders:
+        faults.append("orders must be at least guest_orders and identified_orders")
     if not k["repeat_customers"] <= customers <= k["identified_orders"]:
         faults.append("want repeat_customers <= customers <= identified_orders")
+    responses, reviews, satisfied = k["survey_responses"], k["reviews"], k["satisfied_reviews"]
+    if k["promoters"] + k["passives"] + k["detractors"] != responses:
+        faults.append("promoters + passives + detractors != survey_responses")
+    if satisfied > reviews:
+        faults.append("satisfied_reviews > reviews")
+    # ratings are 1-5, satisfied ones 4-5: the sum of ratings lies between these bounds
+    if reviews and not (4 * satisfied + (reviews - satisfied)) / reviews - 1e-9 <= k["average_rating"] \
+            <= (5 * satisfied + 3 * (reviews - satisfied)) / reviews + 1e-9:
+        faults.append("average_rating does not fit satisfied_reviews / reviews")
+    e = k["engagement_30d"]
+    active, omni, by_channel = e["active_customers"], e["omnichannel_customers"], e["customers_by_channel"]
+    if omni > active or any(n > active for n in by_channel.values()):
+        faults.append("omnichannel_customers and each customers_by_channel must be <= active_customers")
+    if 2 * omni > sum(by_channel.values()):
+        faults.append("each omnichannel customer counts in >= 2 customers_by_channel entries")
+    faults += _channel_faults(by_channel)
     ratios = {
         "guest_checkout_rate": (k["guest_orders"], orders),
         "average_order_value": (k["revenue"], orders),
         "purchase_frequency": (k["identified_orders"], customers),
         "repeat_purchase_rate": (k["repeat_customers"], customers),
+        "nps": (100 * (k["promoters"] - k["detractors"]), responses),
+        "csat": (satisfied, reviews),
     }
     for field, (num, den) in ratios.items():
         if den and not _close(k[field], num / den):
             faults.append(f"{field} != {num} / {den}")
+    rates = {f: (e[num], e[den]) for f, (num, den) in RATES.items()}
+    for field, (num, den) in {**rates, "omnichannel_rate": (omni, active)}.items():
+        if den and not _close(e[field], num / den):
+            faults.append(f"engagement_30d.{field} != {num} / {den}")
+    return faults
+
+
+#: a record's messages_30d entry for each engagement_30d message count
+RECORD_MESSAGE = {f: (f.split("_")[0], f.split("_")[1]) for f in MESSAGE_COUNTS}
+
+
+def _records_vs_kpis(doc: dict[str, Any]) -> list[str]:
+    """The KPI counts that the customer records determine (SPEC §7, §9: an erased customer leaves
+    the customer counts but its orders and messages stay in the aggregates)."""
+    k, records, erased = doc["kpis"], list(doc["customers"].values()), doc["counts"]["erased"]
+    e = k["engagement_30d"]
+    faults = []
+    with_orders = [r["orders_365d"] for r in records if r["orders_365d"]]
+    if (k["customers"], k["repeat_customers"]) != (len(with_orders), sum(n >= 2 for n in with_orders)):
+        faults.append("kpis customers / repeat_customers != records with >= 1 / >= 2 orders_365d")
+    sums = {"identified_orders": sum(with_orders),
+            "guest_orders": sum(r["guest_orders_365d"] for r in records)}
+    sums |= {f: sum(r["messages_30d"][m][c] for r in records) for f, (m, c) in RECORD_MESSAGE.items()}
+    for field, total in sums.items():
+        value = k[field] if field in k else e[field]
+        if value < total or (field != "guest_orders" and not erased and value != total):
+            faults.append(f"{field} {value} does not add up from the records ({total})")
+    if not erased and k["orders"] > k["guest_orders"] + k["identified_orders"]:
+        faults.append("orders > guest_orders + identified_orders with no erasure")
+    active = [r for r in records if _in_window(r["last_activity_at"], doc["as_of"])]
+    if e["active_customers"] != len(active):
+        faults.append("active_customers != records with last_activity_at in the 30-day window")
+    if e["omnichannel_customers"] != sum(len(r["channels_30d"]) >= 2 for r in records):
+        faults.append("omnichannel_customers != records with >= 2 channels_30d")
+    by_channel = {ch: 0 for ch in e["customers_by_channel"]}
+    for r in records:
+        for ch in r["channels_30d"]:
+            by_channel[ch] = by_channel.get(ch, 0) + 1
+    if by_channel != e["customers_by_channel"]:
+        faults.append(f"customers_by_channel != channels_30d of the records {by_channel}")
     return faults
 
 
@@ -342,7 +456,8 @@ def _replay_document_faults(doc: dict[str, Any]) -> list[str]:
     faults = _kpi_faults(doc["kpis"])
     if doc["kpis"]["as_of"] != doc["as_of"]:
         faults.append("kpis.as_of != as_of")
-    customers = doc["customers"]
+    customers, counts = doc["customers"], doc["counts"]
+    erased = counts["erased"]
     for key, record in customers.items():
         faults += [f"customers[{key}]: {f}" for f in _customer_record_faults(record)]
         if record["customer_id"] != key or record["as_of"] != doc["as_of"]:
@@ -352,21 +467,32 @@ def _replay_document_faults(doc: dict[str, Any]) -> list[str]:
             faults.append(f"customers[{key}]: its first tier change must come from null")
         elif (changes[-1]["to_tier"], changes[-1]["at"]) != (record["tier"], record["tier_since"]):
             faults.append(f"customers[{key}]: tier/tier_since must match its last tier change")
+        # each change starts from the tier held, or from null when an erased id starts afresh
+        held = [None, *(c["to_tier"] for c in changes[:-1])]
+        if any(c["from_tier"] != h and not (erased and c["from_tier"] is None)
+               for c, h in zip(changes, held, strict=True)):
+            faults.append(f"customers[{key}]: a tier change must start from the tier held")
     for c in doc["tier_changes"]:
         faults += _tier_change_faults(c)
+        if not erased and c["customer_id"] not in customers:
+            faults.append(f"tier change for an unknown customer {c['customer_id']}")
     for a in doc["alerts"]:
         faults += _alert_faults(a)
-        if a["customer_id"] not in customers:
+        if not erased and a["customer_id"] not in customers:  # an erased customer's alerts stay
             faults.append(f"alert {a['alert_id']} for an unknown customer")
     if len({a["alert_id"] for a in doc["alerts"]}) != len(doc["alerts"]):
         faults.append("alert ids must be unique")
     if doc["as_of"] is not None and any(_instant(x) > _instant(doc["as_of"]) for x in _instants(doc)):
         faults.append("no instant may lie after as_of")
-    counts = doc["counts"]
     if counts["rejected"] != len(doc["dead_letters"]):
         faults.append("counts.rejected != number of dead_letters")
-    if counts["applied"] < sum(r["events_total"] for r in customers.values()):
-        faults.append("counts.applied < total events_total of the customers")
+    if erased > counts["applied"]:
+        faults.append("counts.erased > counts.applied")
+    # an erasure is applied but belongs to no record (it deletes its customer, SPEC §9)
+    if counts["applied"] < sum(r["events_total"] for r in customers.values()) + erased:
+        faults.append("counts.applied < total events_total of the customers + erased")
+    if doc["as_of"] is not None:
+        faults += _records_vs_kpis(doc)
     lines = [d["line"] for d in doc["dead_letters"]]
     if lines != sorted(set(lines)):
         faults.append("dead letters must be in line order, one per line")
@@ -395,6 +521,22 @@ def test_valid_output_example_is_consistent(name: str, path: Path) -> None:
     assert (check(doc) if check else []) == []
 
 
+def _tampered(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `doc` with the value at the dotted `path` replaced."""
+    out = copy.deepcopy(doc)
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return out
+
+
+def _caught(faults: list[str], text: str) -> bool:
+    """The check meant (its message mentions `text`) fired, not just any."""
+    return any(text in f for f in faults)
+
+
 def test_semantic_checks_catch_faults() -> None:
     """The consistency checks are not vacuous: a tampered valid example fails them."""
     record = _load(EXAMPLES / "customer_record" / "valid" / "with-orders.json")
@@ -405,3 +547,142 @@ def test_semantic_checks_catch_faults() -> None:
     assert _replay_document_faults({**doc, "counts": {**doc["counts"], "rejected": 9}})
     change = _load(EXAMPLES / "tier_change" / "valid" / "sweep-demotion.json")
     assert _tier_change_faults({**change, "score": 50.0})
+
+
+def test_semantic_checks_catch_faults_in_the_new_fields() -> None:
+    """Issue #11's checks (SPEC §4 channels/messages, §7 feedback and engagement_30d, §8/§9
+    erasure counts) each catch a tampered valid example."""
+    record = _load(EXAMPLES / "customer_record" / "valid" / "with-orders.json")
+    assert _caught(_customer_record_faults({**record, "channels_30d": record["channels_30d"][::-1]}), "sorted")
+    assert _caught(_customer_record_faults({**record, "channels_30d": ["app", "app"]}), "sorted")
+    assert _caught(_customer_record_faults({**record, "channels_30d": ["app", "Ünique"]}), "lower-case")
+    assert _caught(_customer_record_faults(_tampered(record, "messages_30d.sms.clicked", record["clicks_30d"])),
+                   "exceed clicks_30d")
+    assert _caught(_customer_record_faults({**record, "last_activity_at": None}), "activity counted")  # orders
+    late = {**record, "last_activity_at": record["last_order_at"], "as_of": "2024-04-30T00:00:00Z"}
+    assert _caught(_customer_record_faults(late), "before it")
+    sends = _load(EXAMPLES / "customer_record" / "valid" / "sends-only.json")
+    assert sends["last_activity_at"] is None and _customer_record_faults(sends) == []
+    assert _caught(_customer_record_faults({**sends, "clicks_30d": 1, "events_total": 9}), "activity counted")
+    assert _caught(_customer_record_faults({**sends, "channels_30d": ["email"]}), "activity counted")
+    assert _caught(_customer_record_faults({**sends, "last_nps": 9}), "last_nps")
+    assert _caught(_customer_record_faults({**sends, "events_total": 1, "clicks_30d": 0,
+                                            "messages_30d": _tampered(sends, "messages_30d.push.sent", 5)[
+                                                "messages_30d"]}), "exceed events_total")
+
+    kpis = _load(EXAMPLES / "kpis" / "valid" / "typical.json")
+    assert _caught(_kpi_faults({**kpis, "nps": kpis["nps"] + 1}), "nps")
+    assert _caught(_kpi_faults({**kpis, "passives": kpis["passives"] + 1}), "promoters + passives")
+    assert _caught(_kpi_faults({**kpis, "satisfied_reviews": kpis["reviews"] + 1}), "satisfied_reviews > reviews")
+    assert _caught(_kpi_faults({**kpis, "csat": 1.0}), "csat")
+    assert _caught(_kpi_faults({**kpis, "average_rating": 1.0}), "average_rating")
+    e = kpis["engagement_30d"]
+    assert _caught(_kpi_faults(_tampered(kpis, "engagement_30d.email_open_rate", 0.99)), "email_open_rate")
+    assert _caught(_kpi_faults(_tampered(kpis, "engagement_30d.sms_click_rate", 0.5)), "sms_click_rate")
+    assert _caught(_kpi_faults(_tampered(kpis, "engagement_30d.omnichannel_rate", 0.01)), "omnichannel_rate")
+    assert _caught(_kpi_faults(_tampered(kpis, "engagement_30d.omnichannel_customers", e["active_customers"] + 1)),
+                   "<= active_customers")
+    assert _caught(_kpi_faults(_tampered(kpis, "engagement_30d.customers_by_channel.web", e["active_customers"] + 1)),
+                   "<= active_customers")
+
+    doc = _load(EXAMPLES / "replay_document" / "valid" / "campaign-and-erasure.json")
+    assert doc["counts"]["erased"] and _replay_document_faults(doc) == []
+    assert _caught(_replay_document_faults(_tampered(doc, "counts.erased", doc["counts"]["applied"] + 1)),
+                   "counts.erased > counts.applied")
+    by_channel = doc["kpis"]["engagement_30d"]["customers_by_channel"]
+    assert _caught(_replay_document_faults(_tampered(doc, "kpis.engagement_30d.customers_by_channel.other",
+                                                     by_channel["other"] + 1)), "customers_by_channel")
+    assert _caught(_replay_document_faults(_tampered(doc, "kpis.engagement_30d.email_sent", 0)), "email_sent")
+    small = _load(EXAMPLES / "replay_document" / "valid" / "small-file.json")
+    assert _caught(_replay_document_faults(_tampered(small, "kpis.orders", 3)), "no erasure")
+    gone = {k: v for k, v in small["customers"].items() if k != "cust-0002"}
+    assert _caught(_replay_document_faults({**small, "customers": gone}), "unknown customer")
+    assert _replay_document_faults(  # after an erasure, the erased customer's alerts stay
+        {**small, "customers": gone, "counts": {**small["counts"], "applied": 6, "erased": 1}}) == []
+
+
+# ------------------------------------------------------- (5) live engine output against the schemas
+#
+# The examples above are written by hand; these are what the engine really writes and publishes:
+# the replay document (its customer records, KPI document, tier changes and alerts are validated
+# through the document schema's $refs), every record the stream publishes (`Customer.snapshot`)
+# and the store KPI document merged from per-partition partials.
+
+
+def _schema_errors(name: str, instance: Any) -> list[str]:
+    errors = itertools.islice(_validator(name).iter_errors(instance), 10)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
+def _simulated_lines() -> list[bytes]:
+    """A simulator workload with campaigns (sends, opens, clicks), erasures, odd channels and a
+    few bad lines; small enough for a unit test."""
+    sim = Simulator(seed=11, customers=400, days=60, campaign_rate=0.05, erase_rate=0.02, bad_rate=0.005)
+    return [line + b"\n" for line in sim.lines(4000)]
+
+
+def _online_retail_lines() -> list[bytes]:
+    with gzip.open(ONLINE_RETAIL) as f:
+        return list(itertools.islice(f, 2000))
+
+
+@pytest.fixture(scope="module", params=["simulated", "online_retail"])
+def live_replay(request: pytest.FixtureRequest) -> tuple[str, Replay, dict[str, Any]]:
+    lines = _simulated_lines() if request.param == "simulated" else _online_retail_lines()
+    replay = Replay(DEFAULT_CONFIG)
+    replay.feed(iter_lines(io.BytesIO(b"".join(lines))))  # as `engagement replay` reads a file
+    watermark = replay.unit.watermark
+    assert watermark is not None
+    # 20 days past the file: sweeps run (churn, demotions) and part of the 30-day window is empty
+    doc = replay.document(watermark + 20 * DAY)
+    return request.param, replay, doc
+
+
+def test_live_replay_document_is_valid_and_consistent(live_replay: tuple[str, Replay, dict[str, Any]]) -> None:
+    workload, _, doc = live_replay
+    assert _schema_errors("replay_document", doc) == []
+    assert _replay_document_faults(doc) == []
+    by_channel = doc["kpis"]["engagement_30d"]["customers_by_channel"]
+    assert set(by_channel) == {*DEFAULT_CONFIG.channels, "other"}
+    assert doc["customers"] and doc["tier_changes"] and doc["alerts"]
+    if workload == "simulated":  # the workload reached what issue #11 added
+        records = list(doc["customers"].values())
+        assert doc["counts"]["erased"] > 0 and doc["counts"]["rejected"] > 0
+        assert any(r["last_activity_at"] is None for r in records)  # created by a send
+        assert any(r["last_nps"] is not None for r in records)
+        assert any(len(r["channels_30d"]) >= 2 for r in records) and by_channel["other"] > 0
+        fresh = [c["customer_id"] for c in doc["tier_changes"] if c["from_tier"] is None]
+        assert len(fresh) > len(set(fresh))  # an erased id came back as a new customer
+        assert {a["type"] for a in doc["alerts"]} == {"negative_feedback", "abandoned_cart", "churn_risk"}
+        k = doc["kpis"]
+        assert None not in (k["nps"], k["csat"], k["engagement_30d"]["email_open_rate"],
+                            k["engagement_30d"]["push_open_rate"], k["engagement_30d"]["sms_click_rate"])
+
+
+def test_live_published_records_are_valid_and_consistent(live_replay: tuple[str, Replay, dict[str, Any]]) -> None:
+    """What the stream publishes on engagement.scores for each customer: its snapshot at its own clock."""
+    _, replay, _ = live_replay
+    assert replay.unit.customers
+    for customer in replay.unit.customers.values():
+        record = customer.snapshot(DEFAULT_CONFIG)
+        assert _schema_errors("customer_record", record) == [], record["customer_id"]
+        assert _customer_record_faults(record) == [], record["customer_id"]
+
+
+def test_live_merged_store_kpis_are_valid_and_consistent() -> None:
+    """The KPI document the stream publishes: partials of two units (customers split between
+    them, as partitions do) merged at the largest watermark."""
+    units = [Replay(DEFAULT_CONFIG), Replay(DEFAULT_CONFIG)]
+    for number, line in enumerate(_simulated_lines(), 1):
+        try:
+            key = str(json.loads(line).get("customer_id"))
+        except (ValueError, AttributeError):  # a bad line: any unit dead-letters it
+            key = ""
+        units[zlib.crc32(key.encode()) % 2].feed([(number, line.rstrip(b"\n"))])
+    parts = [(r.unit.watermark, r.unit.kpis) for r in units]
+    assert all(w is not None for w, _ in parts)
+    kpis = store_document(parts, DEFAULT_CONFIG.order_window_days, DEFAULT_CONFIG.activity_window_days,
+                          DEFAULT_CONFIG.channels)
+    assert _schema_errors("kpis", kpis) == []
+    assert _kpi_faults(kpis) == []
+    assert kpis["engagement_30d"]["active_customers"] > 0 and kpis["survey_responses"] > 0
