@@ -16,10 +16,16 @@ What we rely on:
   on the leader and `on_assignment(assignment)` on every member. The member metadata and
   assignment are the `ConsumerProtocolMember*` structs with `user_data` bytes, which carry our
   web URLs (`assignor.py`).
+- Faust's aiohttp driver exposes its `aiohttp.web.Application` as `app.web.web_app`; the API
+  token check (`web.py`) is an aiohttp middleware appended there before the app starts, so it
+  sees every route, Faust's own pages included.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
@@ -29,9 +35,14 @@ from aiokafka.coordinator.protocol import (
 )
 
 __all__ = ["AbstractPartitionAssignor", "ClusterMetadata", "ConsumerProtocolMemberAssignment",
-           "ConsumerProtocolMemberMetadata", "refresh_metadata"]
+           "ConsumerProtocolMemberMetadata", "add_web_middleware", "refresh_metadata"]
 
 
 async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
     """Fetch cluster metadata now (topics created after the consumer started)."""
     await consumer._client.force_metadata_update()
+
+
+def add_web_middleware(app: faust.App, middleware: Any) -> None:
+    """Run `middleware` (an `aiohttp.web.middleware`) for every request to the app's web server."""
+    app.web.web_app.middlewares.append(middleware)  # type: ignore[attr-defined]

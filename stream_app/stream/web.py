@@ -22,6 +22,8 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from stream_app.stream.compat import add_web_middleware
+
 ROUTED_HEADER = "X-Engagement-Routed"
 #: answered without a token: the kubelet's probes and Prometheus carry none
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -108,7 +110,7 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
     if token is not None:
         # Deny by default: a middleware sees every route, Faust's own blueprints (/router, /stats,
         # ...) and any later page included, so none is left open by forgetting a check.
-        app.web.web_app.middlewares.append(_require_token(token))  # type: ignore[attr-defined]
+        add_web_middleware(app, _require_token(token))
 
     @app.page("/customers/{customer_id}")
     class CustomerView(View):

@@ -78,3 +78,18 @@ def test_batch_api_used_by_batch_sender() -> None:
 
     assert {"key", "value", "timestamp"} <= set(_params(BatchBuilder.append))
     assert callable(BatchBuilder.record_count)
+
+
+def test_faust_web_driver_exposes_its_aiohttp_application() -> None:
+    import aiohttp.web
+    import faust
+
+    app = faust.App("compat-web-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    assert isinstance(app.web.web_app, aiohttp.web.Application)  # type: ignore[attr-defined]
+
+    @aiohttp.web.middleware
+    async def mw(request: aiohttp.web.Request, handler: object) -> aiohttp.web.StreamResponse:
+        raise AssertionError("not called here")
+
+    compat.add_web_middleware(app, mw)
+    assert mw in app.web.web_app.middlewares  # type: ignore[attr-defined]
