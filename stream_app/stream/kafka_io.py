@@ -26,9 +26,24 @@ from stream_app.stream.compat import refresh_metadata
 log = logging.getLogger(__name__)
 
 
+#: partitions -> key -> partition. Ingest re-keys every event and scoring keys every output by
+#: customer, so the same keys recur; aiokafka's pure-Python murmur2 was 11 % of a worker's CPU
+#: (py-spy, docs/BENCHMARKS.md). Cleared when large: a cache, not a second copy of the state.
+_PARTITION_CACHE: dict[int, dict[bytes, int]] = {}
+_PARTITION_CACHE_MAX = 65_536
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as every Java and aiokafka producer uses it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    cache = _PARTITION_CACHE.get(partitions)
+    if cache is None:
+        cache = _PARTITION_CACHE[partitions] = {}
+    p = cache.get(key)
+    if p is None:
+        if len(cache) >= _PARTITION_CACHE_MAX:
+            cache.clear()
+        p = cache[key] = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return p
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

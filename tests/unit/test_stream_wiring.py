@@ -82,7 +82,8 @@ def test_web_does_not_import_the_worker() -> None:
     tree = ast.parse((STREAM / "web.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not {m for m in imported if m and m.startswith("stream_app")}
+    # the views see a worker only through the WorkerView protocol; the library seam is allowed
+    assert not {m for m in imported if m and m.startswith("stream_app")} - {"stream_app.stream.compat"}
 
 
 class _Sender:
@@ -128,3 +129,17 @@ async def test_store_kpis_without_partials_publish_nothing() -> None:
 def test_format_number() -> None:
     assert (format_number(None), format_number(1234), format_number(2.5), format_number(0.125, pct=True)) == \
         ("n/a", "1,234", "2.50", "12.5 %")
+
+
+def test_partition_for_is_kafkas_default_partitioner_with_or_without_its_cache() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from stream_app.stream import kafka_io
+
+    keys = [f"customer-{i}".encode() for i in range(3 * kafka_io._PARTITION_CACHE_MAX // 2)] + [b"", b"\xff\x00"]
+    for n in (1, 4, 7):
+        parts = list(range(n))
+        want = [DefaultPartitioner()(k, parts, parts) for k in keys]
+        assert [partition_for(k, n) for k in keys] == want  # misses, then a clear past the bound
+        assert [partition_for(k, n) for k in keys] == want  # hits
+        assert len(kafka_io._PARTITION_CACHE[n]) <= kafka_io._PARTITION_CACHE_MAX
