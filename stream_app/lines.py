@@ -120,6 +120,7 @@ def open_events(path: str) -> BinaryIO:
 #: scoring decodes it with one `orjson.loads` instead of validating the payload again. Messages in
 #: the older `{"topic", "event"}` wrapper form (written by earlier versions, or by hand) still decode.
 REKEYED_FORMAT = 1
+_new_tuple = tuple.__new__
 _EVENT_FIELDS = len(Event._fields)
 
 
@@ -141,5 +142,5 @@ def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, curren
         if (type(v) is list and len(v) == _EVENT_FIELDS + 1 and v[0] == REKEYED_FORMAT
                 and type(v[1]) is str and TOPIC_OF_TYPE.get(v[2]) == v[3] and type(v[5]) is int
                 and (v[4] is None or type(v[4]) is str) and type(v[9]) in (int, float)):
-            return Event(*v[1:])
+            return _new_tuple(Event, v[1:])  # tuple.__new__: skips the NamedTuple's Python-level __new__
     return decode_line(raw, topic_names, currency, future_tolerance)

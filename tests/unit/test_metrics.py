@@ -115,3 +115,27 @@ def test_erasures_counted_per_batch() -> None:
     m.record_partition_batch(0, proc, PartitionBatch())
     m.record_partition_batch(0, proc, PartitionBatch(erased=1))
     assert _samples(m)["engagement_erasures_total[]"] == 3
+
+
+def test_batch_histogram_exposes_what_prometheus_histogram_would() -> None:
+    """The event-lag histogram is observed a batch at a time; its exposition must equal that of
+    prometheus_client's own Histogram fed the same values one by one (bounds included: `le`)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from stream_app.stream.metrics import LAG_BUCKETS, BatchHistogram
+
+    values = [0.0, 0.05, 0.0500001, 0.3, 1, 2.5, 7, 59.9, 86400, 604800, 1e7, -1.0]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("lag_seconds", "doc", LAG_BUCKETS, ours)
+    batch.observe_many(values[:5])
+    batch.observe_many(values[5:])
+    reference = Histogram("lag_seconds", "doc", buckets=LAG_BUCKETS, registry=theirs)
+    for v in values:
+        reference.observe(v)
+
+    def samples(r: CollectorRegistry) -> list[str]:
+        return sorted(line for line in generate_latest(r).decode().splitlines()
+                      if line.startswith("lag_seconds") and "_created" not in line)
+
+    assert samples(ours) == samples(theirs)
+    assert any('le="+Inf"} 12.0' in line for line in samples(ours))
