@@ -104,17 +104,19 @@ _DAY_TEXT: dict[int, str] = {}
 _INSTANT_TEXT: dict[int, str] = {}
 
 
-def format_instant(us: int) -> str:
-    """RFC 3339 UTC with `Z`; fraction omitted when zero, milliseconds when whole, else micros."""
+def format_instant_cached(us: int) -> str:
+    """`format_instant` through a bounded cache: for records, whose instants recur (elsewhere the
+    instants are mostly new, and the lookup would only add to the cost)."""
     text = _INSTANT_TEXT.get(us)
     if text is None:
         if len(_INSTANT_TEXT) >= 65_536:
             _INSTANT_TEXT.clear()
-        text = _INSTANT_TEXT[us] = _format_instant(us)
+        text = _INSTANT_TEXT[us] = format_instant(us)
     return text
 
 
-def _format_instant(us: int) -> str:
+def format_instant(us: int) -> str:
+    """RFC 3339 UTC with `Z`; fraction omitted when zero, milliseconds when whole, else micros."""
     secs, frac = divmod(us, SECOND)
     days, rem = divmod(secs, 86_400)
     date = _DAY_TEXT.get(days)

@@ -6,7 +6,7 @@ import math
 from array import array
 from typing import Any, NamedTuple
 
-from stream_app.engine.clock import day_of, format_instant, format_optional
+from stream_app.engine.clock import day_of, format_instant, format_instant_cached
 from stream_app.engine.config import TIERS, EngineConfig
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
 
@@ -148,10 +148,10 @@ class Customer:
         es, eo, ec, ps, po, ss, sc = self.window_messages(as_of, cfg.activity_window_days)
         return {
             "customer_id": self.customer_id,
-            "as_of": format_instant(as_of),
+            "as_of": format_instant_cached(as_of),
             "score": max(0.0, self.score_at(as_of, cfg.half_life)),
             "tier": TIERS[self.tier],
-            "tier_since": format_instant(self.tier_since),
+            "tier_since": format_instant_cached(self.tier_since),
             "points": self.points,
             "orders_365d": orders,
             "guest_orders_365d": guests,
@@ -159,9 +159,9 @@ class Customer:
             "aov_365d": revenue / orders if orders else None,
             "orders_total": self.orders_total,
             "revenue_total": self.revenue_total,
-            "first_order_at": format_optional(self.first_order_at),
-            "last_order_at": format_optional(self.last_order_at),
-            "last_activity_at": format_optional(self.last_activity),
+            "first_order_at": _optional_cached(self.first_order_at),
+            "last_order_at": _optional_cached(self.last_order_at),
+            "last_activity_at": _optional_cached(self.last_activity),
             "clicks_30d": clicks,
             "social_30d": social,
             "events_total": self.events_total,
@@ -203,6 +203,10 @@ class Customer:
         c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
         c.order_instants = array("q", instants)
         return c
+
+
+def _optional_cached(us: int | None) -> str | None:
+    return None if us is None else format_instant_cached(us)
 
 
 def add_to_buckets(b: list[Any], day: int, values: tuple[Any, ...], lo: int) -> None:

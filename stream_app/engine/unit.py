@@ -34,11 +34,11 @@ from stream_app.engine.events import (
     CUSTOMER_ERASED,
     FIXED_WEIGHTS,
     MESSAGE_COUNTS,
+    NOT_ACTIVITY,
     ORDER_PLACED,
     ORDER_REFUNDED,
     OTHER_CHANNEL,
     REVIEW,
-    SENT_TYPES,
     SURVEY_RESPONSE,
     TOPIC_OF_TYPE,
     Event,
@@ -94,8 +94,12 @@ class Unit:
         # channel names -> one canonical string object (restored states hold copies: compare by value)
         self._canonical = {ch: ch for ch in (*config.channels, OTHER_CHANNEL)}
         self._channels = dict(self._canonical)  # exact `channel` values seen -> canonical channel
-        self._type_channel = {t: self._canonical[ch] for t in TOPIC_OF_TYPE
-                              if (ch := channel_of(t, None, config.channels)) is not None}
+        #: type -> (fixed weight, MESSAGE_FIELDS index or -1, its own channel, is activity)
+        self._type_info: dict[str, tuple[float, int, str | None, bool]] = {}
+        for t in TOPIC_OF_TYPE:
+            ch = channel_of(t, None, config.channels)
+            self._type_info[t] = (FIXED_WEIGHTS.get(t, 0.0), MESSAGE_INDEX.get(t, -1),
+                                  None if ch is None else self._canonical[ch], t not in NOT_ACTIVITY)
 
     @property
     def seen(self) -> dict[str, int]:
@@ -130,10 +134,7 @@ class Unit:
         self._id_order.append((wm, eid))
         if self.dedupe.log is not None:
             self.dedupe.log.append((eid, wm))
-        if ev.type == CUSTOMER_ERASED:
-            self._erase(ev.customer_id)  # type: ignore[arg-type]
-        else:
-            self._apply(ev)
+        self._apply(ev)
         self.applied += 1
         return APPLIED
 
@@ -174,10 +175,14 @@ class Unit:
         cfg = self.config
         cid = ev.customer_id
         etype = ev.type
+        if etype == CUSTOMER_ERASED:
+            self._erase(cid)  # type: ignore[arg-type]
+            return
         t = ev.occurred_at
         day = t // DAY
         kpis = self.kpis
-        message = MESSAGE_INDEX.get(etype)
+        # one lookup for the type's fixed facts (hot path): weight, message count, channel, activity
+        w, message, type_channel, activity = self._type_info[etype]
         if etype == ORDER_PLACED:
             w = weight(ev)
             kpis.add_order(day, ev.guest, cid is not None, ev.amount)
@@ -185,8 +190,7 @@ class Unit:
             w = weight(ev)
             kpis.add_refund(day, ev.amount)
         else:
-            w = FIXED_WEIGHTS[etype]  # what `weight` returns for these, without the call
-            if message is not None:
+            if message >= 0:
                 kpis.add_message(day, message)
             elif etype == REVIEW:
                 kpis.add_review(day, ev.rating)  # type: ignore[arg-type]
@@ -205,22 +209,35 @@ class Unit:
             c.s_ref = c.s_ref * math.exp((t - c.t_ref) * self._decay) + w
             c.t_ref = t
         c.events_total += 1
-        activity = etype not in SENT_TYPES
         if activity:
             la = c.last_activity
             if la is None or t > la:
                 c.last_activity = t
-                c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
-                old_day = -1 if la is None else la // DAY
+                if la is None:
+                    old_day = -1
+                else:
+                    old_day = la // DAY
+                    c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
                 if day != old_day:
                     kpis.move_active(old_day, day)
             ch = ev.channel
-            ch = self._channels.get(ch) if ch else self._type_channel.get(etype)
-            if ch is None and ev.channel:
-                ch = self._channel_of(ev.channel)
+            if ch:
+                ch = self._channels.get(ch) or self._channel_of(ch)
+            else:
+                ch = type_channel
             if ch is not None:
-                self._touch_channel(c, ch, day)
-        if message is not None:
+                cd = c.channel_days
+                if cd and cd[0] == ch:  # the common case, inline: the customer's first channel
+                    old_day = cd[1]
+                    if old_day < day:
+                        cd[1] = day
+                        if len(cd) > 2:
+                            self._moved_channel(cd, ch, old_day, day)
+                        else:  # one channel: its histogram only (the second-latest stays -1)
+                            kpis.move_channel(ch, old_day, day)
+                else:
+                    self._touch_channel(c, ch, day)
+        if message >= 0:
             add_message_bucket(c, day, message, cfg.activity_window_days)
 
         if etype == ORDER_PLACED:
@@ -288,6 +305,18 @@ class Unit:
             self._channels[channel] = ch
         return ch
 
+    def _moved_channel(self, cd: list[Any], ch: str, old: int, day: int) -> None:
+        """A multi-channel customer's channel `ch` moved from day `old` to `day` (already in `cd`)."""
+        kpis = self.kpis
+        kpis.move_channel(ch, old, day)
+        i = cd.index(ch)
+        cd[i + 1] = old
+        before = _second_day(cd)
+        cd[i + 1] = day
+        after = _second_day(cd)
+        if after != before:
+            kpis.move_omni(before, after)
+
     def _touch_channel(self, c: Customer, ch: str, day: int) -> None:
         """An activity event on channel `ch` on `day`: the customer's latest day on it, and the KPI
         histograms of per-channel days and of the second-latest of them (omnichannel)."""
@@ -300,17 +329,18 @@ class Unit:
             old = cd[i + 1]
             if old >= day:
                 return
-            before = _second_day(cd)
+            before = _second_day(cd) if n > 2 else -1
             cd[i + 1] = day
         else:
             old = -1
-            before = _second_day(cd)
+            before = _second_day(cd) if n > 2 else -1
             cd += (ch, day)
         kpis = self.kpis
         kpis.move_channel(ch, old, day)
-        after = _second_day(cd)
-        if after != before:
-            kpis.move_omni(before, after)
+        if len(cd) > 2:  # with one channel the second-latest day stays -1
+            after = _second_day(cd)
+            if after != before:
+                kpis.move_omni(before, after)
 
     def _erase(self, cid: str) -> None:
         """SPEC §9: forget the customer; the store KPIs keep it as anonymous aggregates."""
