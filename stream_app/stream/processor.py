@@ -4,14 +4,18 @@ No Faust or Kafka here: the worker feeds `(offset, value)` pairs and sends what 
 keeps the stream's logic the replay's logic (the audit checks exactly that).
 
 State records go to the partition's own changelog partition, keyed `<p>|c|<customer_id>`
-(customer), `<p>|e|<event_id>` (a remembered event id; a tombstone when forgotten) and `<p>|u`
-(watermark, KPI partial, counters and the offset of the last message applied). The unit record
-is written last in each batch; messages at or below its offset are skipped after a restart, so a
-batch re-delivered after a crash is never applied twice.
+(customer; a tombstone when erased), `<p>|E|<n>` (the event ids a batch remembered, with the
+watermark after each: one record per batch, a tombstone once all of them are forgotten) and `<p>|u`
+(watermark, KPI partial, counters, the last id record's number and the offset of the last message
+applied). Changelogs written before the batched form may hold `<p>|e|<event_id>` records: they are
+still read, and tombstoned when their id is forgotten. The unit record is written last in each
+batch; messages at or below its offset are skipped after a restart, so a batch re-delivered after
+a crash is never applied twice.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +25,7 @@ from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
 from stream_app.lines import decode_rekeyed
 from stream_app.validation import Rejection
 
-CUSTOMER, EVENT_ID, UNIT = "c", "e", "u"
+CUSTOMER, EVENT_ID, EVENT_IDS, UNIT = "c", "e", "E", "u"
 
 
 def state_key(partition: int, kind: str, name: str = "") -> bytes:
@@ -70,7 +74,14 @@ class PartitionProcessor:
         self.unit = unit
         self.offset = offset  # last applied offset of the re-keyed topic partition
         self.topic_names = topic_names
-        unit.dedupe.log = []  # remembered and forgotten ids become state records
+        unit.dedupe.log = []  # remembered ids become state records, one per batch
+        #: the number of the last `<p>|E|<n>` record, and the live ones: (n, watermark after
+        #: their last id), oldest first; a record expires as a whole with its last id
+        self.id_seq = 0
+        self.id_records: deque[tuple[int, int]] = deque()
+        #: ids restored from per-id `<p>|e|` records (the older form): tombstoned when forgotten
+        self.legacy_ids: set[str] = set()
+        self._legacy_swept = True
         self.tier_counts: dict[str, int] = {t: 0 for t in TIERS}
         for c in unit.customers.values():
             self.tier_counts[TIERS[c.tier]] += 1
@@ -82,16 +93,28 @@ class PartitionProcessor:
         core: dict[str, Any] | None = None
         customers: list[Customer] = []
         seen: list[tuple[str, int]] = []
+        legacy: set[str] = set()
+        id_records: list[tuple[int, int]] = []
         for key, value in records.items():
             _, kind, name = parse_state_key(key)
             if kind == CUSTOMER:
                 customers.append(Customer.from_state(orjson.loads(value)))
+            elif kind == EVENT_IDS:
+                ids = orjson.loads(value)
+                seen.extend((eid, at) for eid, at in ids)
+                id_records.append((int(name), ids[-1][1]))
             elif kind == EVENT_ID:
                 seen.append((name, orjson.loads(value)))
+                legacy.add(name)
             elif kind == UNIT:
                 core = orjson.loads(value)
         unit = Unit.from_parts(core, customers, seen, config)
-        return cls(partition, unit, core["offset"] if core else -1, topic_names)
+        proc = cls(partition, unit, core["offset"] if core else -1, topic_names)
+        proc.id_seq = core.get("id_seq", 0) if core else 0
+        proc.id_records.extend(sorted(id_records))
+        proc.legacy_ids = legacy  # the expired ones are tombstoned with the first batch
+        proc._legacy_swept = not legacy
+        return proc
 
     def process(self, messages: list[tuple[int, bytes | None]]) -> PartitionBatch:
         out = PartitionBatch()
@@ -135,15 +158,40 @@ class PartitionProcessor:
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
             out.scores[cid] = orjson.dumps(c.snapshot(cfg))
-        for eid, at in unit.dedupe.log:  # type: ignore[union-attr]
-            out.state.append((state_key(p, EVENT_ID, eid), None if at is None else orjson.dumps(at)))
-        unit.dedupe.log = []
+        self._id_state(out)
         if out.applied or out.skipped or out.rejected or out.duplicates:
             core = unit.core_state()
             core["offset"] = self.offset
+            core["id_seq"] = self.id_seq
             out.state.append((state_key(p, UNIT), orjson.dumps(core)))
             out.kpis_changed = out.applied > 0
         return out
+
+    def _id_state(self, out: PartitionBatch) -> None:
+        """The batch's remembered ids as one state record, and tombstones for id records (and
+        older per-id records) whose ids are all forgotten: a record per batch instead of one per
+        applied event (the changelog's largest share of records and of the scoring CPU)."""
+        unit, p = self.unit, self.partition
+        log: list[tuple[str, int | None]] = unit.dedupe.log  # type: ignore[assignment]
+        remembered = [(eid, at) for eid, at in log if at is not None]
+        legacy = self.legacy_ids
+        if legacy:
+            if self._legacy_swept:
+                gone = [eid for eid, at in log if at is None and eid in legacy]
+            else:  # once after a restore: those already past the horizon then
+                gone = [eid for eid in legacy if eid not in unit.dedupe.ids]
+                self._legacy_swept = True
+            for eid in gone:
+                legacy.discard(eid)
+                out.state.append((state_key(p, EVENT_ID, eid), None))
+        unit.dedupe.log = []
+        if remembered:
+            self.id_seq += 1
+            out.state.append((state_key(p, EVENT_IDS, str(self.id_seq)), orjson.dumps(remembered)))
+            self.id_records.append((self.id_seq, remembered[-1][1]))  # watermarks only grow
+        wm, horizon, records = unit.watermark, unit.dedupe.horizon, self.id_records
+        while records and wm is not None and records[0][1] + horizon <= wm:
+            out.state.append((state_key(p, EVENT_IDS, str(records.popleft()[0])), None))
 
     def score_records(self, out: PartitionBatch) -> list[tuple[str, bytes | None]]:
         """What the batch publishes on the scores topic, in order: tombstones, then records."""

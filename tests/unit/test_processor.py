@@ -67,11 +67,42 @@ def test_outputs_carry_every_changed_customer_and_the_unit_record_last() -> None
     assert out.state[-1][0] == b"2|u"
     customers = {parse_state_key(k)[2] for k, _ in out.state if parse_state_key(k)[1] == "c"}
     assert customers == set(out.scores) == set(p.unit.customers)
-    ids = [v for k, v in out.state if parse_state_key(k)[1] == "e"]
-    remembered = [v for v in ids if v is not None]
-    assert len(remembered) == out.applied
-    assert len(ids) - len(remembered) == out.applied - len(p.unit.seen)  # tombstones: forgotten ids
+    ids = [(parse_state_key(k)[2], v) for k, v in out.state if parse_state_key(k)[1] == "E"]
+    # one record for the batch's remembered ids (SPEC §2: each with the watermark after it)
+    assert len(ids) == 1 and ids[0][0] == "1"
+    assert len(orjson.loads(ids[0][1])) == out.applied
     assert out.kpis_changed
+
+
+def test_id_records_expire_as_a_whole_and_legacy_per_id_records_still_restore() -> None:
+    """Batches of remembered ids are tombstoned once their last id is forgotten; a changelog in the
+    older per-id form restores, and its records are tombstoned when (or once) their id is gone."""
+    from stream_app.engine.clock import DAY
+    from stream_app.engine.events import Event
+    from stream_app.lines import encode_rekeyed
+
+    def ev(eid: str, day: float) -> bytes:
+        return encode_rekeyed(Event(eid, "page_view", "clicks", "c", 1_704_067_200_000_000 + int(day * DAY)))
+
+    p = PartitionProcessor(1, Unit())
+    first = p.process([(0, ev("a", 0)), (1, ev("b", 1))])
+    assert [k for k, _ in first.state if parse_state_key(k)[1] == "E"] == [b"1|E|1"]
+    second = p.process([(2, ev("c", 7.5))])  # "a" (day 0) forgotten, "b" (day 1) not yet
+    assert [(k, v is None) for k, v in second.state if parse_state_key(k)[1] == "E"] == [(b"1|E|2", False)]
+    third = p.process([(3, ev("d", 9))])  # day 9: "b" too: record 1 goes as a whole
+    assert (b"1|E|1", None) in third.state
+    # an older changelog: per-id records, one of them long expired
+    core = orjson.loads(next(v for k, v in third.state if k == b"1|u"))
+    del core["id_seq"]
+    records = {b"1|u": orjson.dumps(core), b"1|e|old": orjson.dumps(0),
+               b"1|e|d": orjson.dumps(1_704_067_200_000_000 + 9 * DAY)}
+    records.update((k, v) for k, v in first.state + third.state if k.startswith(b"1|c|"))
+    restored = PartitionProcessor.restore(1, records, DEFAULT_CONFIG)
+    assert "d" in restored.unit.seen and "old" not in restored.unit.seen
+    out = restored.process([(4, ev("e", 10))])
+    assert (b"1|e|old", None) in out.state and (b"1|e|d", None) not in out.state
+    out = restored.process([(5, ev("f", 17))])  # "d" (day 9) forgotten at day 16+
+    assert (b"1|e|d", None) in out.state
 
 
 def test_a_bad_rekeyed_message_is_rejected_not_applied() -> None:
