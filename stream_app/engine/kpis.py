@@ -64,6 +64,16 @@ def _window_sum(hist: Hist, lo: int, hi: int) -> int:
     return sum(n for d, n in hist.items() if lo <= d <= hi)
 
 
+def _window_sums(buckets: dict[int, list[int]], width: int, lo: int, hi: int) -> list[int]:
+    """Field-wise sums of the integer day buckets in [lo, hi]."""
+    sums = [0] * width
+    for d, b in buckets.items():
+        if lo <= d <= hi:
+            for i, v in enumerate(b):
+                sums[i] += v
+    return sums
+
+
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
@@ -273,17 +283,11 @@ class KpiPartial:
                     guests += b[1]
                     identified += b[2]
                     revenue += b[3]
-            for d, b in self.feedback.items():
-                if lo <= d <= hi:
-                    for i, v in enumerate(b):
-                        feedback[i] += v
+            feedback = _window_sums(self.feedback, len(FEEDBACK_FIELDS), lo, hi)
             customers = _window_sum(self.latest, lo, hi)
             repeat = _window_sum(self.second, lo, hi)
             lo = hi - (self.activity_days - 1)
-            for d, b in self.messages.items():
-                if lo <= d <= hi:
-                    for i, v in enumerate(b):
-                        messages[i] += v
+            messages = _window_sums(self.messages, len(MESSAGE_FIELDS), lo, hi)
             active = _window_sum(self.active, lo, hi)
             omni = _window_sum(self.omni, lo, hi)
             for ch, hist in self.by_channel.items():

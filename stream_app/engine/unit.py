@@ -227,15 +227,8 @@ class Unit:
                 ch = type_channel
             if ch is not None:
                 cd = c.channel_days
-                if cd and cd[0] == ch:  # the common case, inline: the customer's first channel
-                    old_day = cd[1]
-                    if old_day < day:
-                        cd[1] = day
-                        if len(cd) > 2:
-                            self._moved_channel(cd, ch, old_day, day)
-                        else:  # one channel: its histogram only (the second-latest stays -1)
-                            kpis.move_channel(ch, old_day, day)
-                else:
+                # the common case, inline: the customer's first channel, already seen that day
+                if not cd or cd[0] != ch or cd[1] < day:
                     self._touch_channel(c, ch, day)
         if message >= 0:
             add_message_bucket(c, day, message, cfg.activity_window_days)
@@ -304,18 +297,6 @@ class Unit:
         if len(self._channels) < 1024:  # producers' spellings are few; a flood of odd ones is not cached
             self._channels[channel] = ch
         return ch
-
-    def _moved_channel(self, cd: list[Any], ch: str, old: int, day: int) -> None:
-        """A multi-channel customer's channel `ch` moved from day `old` to `day` (already in `cd`)."""
-        kpis = self.kpis
-        kpis.move_channel(ch, old, day)
-        i = cd.index(ch)
-        cd[i + 1] = old
-        before = _second_day(cd)
-        cd[i + 1] = day
-        after = _second_day(cd)
-        if after != before:
-            kpis.move_omni(before, after)
 
     def _touch_channel(self, c: Customer, ch: str, day: int) -> None:
         """An activity event on channel `ch` on `day`: the customer's latest day on it, and the KPI

@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import Settings
-from stream_app.engine import KpiPartial, store_document
+from stream_app.engine import EngineConfig, KpiPartial, store_document
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import consumer_options, kpi_partials_topic
 from stream_app.stream.metrics import Metrics
@@ -27,10 +27,10 @@ def is_kpi_leader(owned: Collection[int]) -> bool:
 
 
 class StoreKpis:
-    def __init__(self, settings: Settings, metrics: Metrics, window_days: int) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, config: EngineConfig) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.window_days = window_days
+        self.config = config
         #: partition -> (watermark, KPI partial), the latest of each from `<app>-kpi-partials`
         self.partials: dict[int, tuple[int | None, KpiPartial]] = {}
         self.version = 0
@@ -57,8 +57,8 @@ class StoreKpis:
 
     def document(self) -> dict[str, Any]:
         """The store document: the merge of every partial, read at the largest watermark."""
-        cfg = self.settings.engine_config()
-        return store_document(self.partials.values(), self.window_days, cfg.activity_window_days, cfg.channels)
+        cfg = self.config
+        return store_document(self.partials.values(), cfg.order_window_days, cfg.activity_window_days, cfg.channels)
 
     async def publish(self, ready: bool, owned: Collection[int],
                       producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:

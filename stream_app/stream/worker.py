@@ -67,7 +67,7 @@ class Scorer:
         self.store = open_store(s.store, s.data_dir)
         self.scoring = Scoring(s, self.engine_config, self.metrics, self.store)
         self.ingest = Ingest(s, self.metrics, self.fatal)
-        self.kpis = StoreKpis(s, self.metrics, self.engine_config.order_window_days)
+        self.kpis = StoreKpis(s, self.metrics, self.engine_config)
         self._producer: AIOKafkaProducer | None = None
         self.api_token = s.read_api_token()  # a bad token file fails here, at start
         bind = s.web_bind or s.web_host

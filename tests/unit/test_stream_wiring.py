@@ -116,7 +116,7 @@ def test_ingest_rekeys_accepted_events_and_dead_letters_the_rest() -> None:
 
 
 async def test_store_kpis_without_partials_publish_nothing() -> None:
-    kpis = StoreKpis(Settings(), Metrics(), 365)
+    kpis = StoreKpis(Settings(), Metrics(), Settings().engine_config())
     assert kpis.document()["as_of"] is None
 
     async def no_producer() -> Any:
