@@ -14,7 +14,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# Compilers for dependencies without a wheel for this platform; they stay in this stage.
+# Compilers for the engine (setup.py compiles it with mypyc) and for dependencies without a wheel
+# for this platform; they stay in this stage.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
@@ -24,11 +25,12 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # Dependencies first (cached while only the code changes), then the package itself.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY stream_app ./stream_app
 RUN pip install --upgrade pip setuptools wheel \
  && pip install . \
- && engagement --help >/dev/null
+ && engagement --help >/dev/null \
+ && cd / && python -c "import stream_app.engine as e; assert e.COMPILED, e.ENGINE_BUILD"
 
 
 FROM python:3.11.11-slim-bookworm AS runtime

@@ -3,9 +3,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := ../shared/data/online-retail-orders.jsonl.gz
 
-.PHONY: venv demo replay-demo test test-unit test-chaos lint bench clean
+.PHONY: venv demo replay-demo test test-unit test-pure test-chaos lint bench clean
 
-$(BIN)/engagement: pyproject.toml
+# setup.py compiles these with mypyc: an edit recompiles them (until then the engine runs them
+# interpreted, and warns: stream_app/engine/compiled.py)
+ENGINE_SRC := $(filter-out %/__init__.py %/compiled.py,$(wildcard stream_app/engine/*.py))
+
+$(BIN)/engagement: pyproject.toml setup.py $(ENGINE_SRC)
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]' -c constraints.txt
@@ -25,6 +29,10 @@ test: venv
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
+# the unit tests again with the engine interpreted (what runs where it could not be compiled)
+test-pure: venv
+	ENGAGEMENT_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
 # kill -9 anywhere, a worker taken over, a hung broker, SIGTERM: outputs and state against the
 # oracle (docs/RELIABILITY.md). CHAOS_SEED=<n> replays a printed seed.
 test-chaos: venv
@@ -39,7 +47,8 @@ bench: venv
 	$(BIN)/python -m bench.run --out bench-results.json
 
 clean:
-	rm -rf $(VENV) bench-results.json .pytest_cache .hypothesis
+	rm -rf $(VENV) bench-results.json .pytest_cache .hypothesis build stream_app/engine/_compiled.json
+	find . -path ./$(VENV) -prune -o -name '*.so' -print -exec rm -f {} +
 
 .PHONY: test-ops
 PROMTOOL ?= promtool

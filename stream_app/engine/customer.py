@@ -189,7 +189,7 @@ class Customer:
 
     @classmethod
     def from_state(cls, s: list[Any]) -> Customer:
-        c = cls.__new__(cls)
+        c = cls(s[0], s[2])
         (c.customer_id, c.s_ref, c.t_ref, c.points, c.events_total, c.orders_total,
          c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
          c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
