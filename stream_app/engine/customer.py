@@ -12,6 +12,12 @@ from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
 
 LN2 = math.log(2.0)
 
+#: An int passed on as a Python object. Compiled (mypyc), an `int` parameter or local is a native
+#: integer, boxed into a new object at every store into a list, tuple or optional field; one
+#: event's instant and day are stored in up to five places, so the hot path hands them on boxed
+#: once (about 100 bytes a customer). Interpreted, it is a plain int either way.
+SharedInt = Any
+
 
 class CartTimer(NamedTuple):
     """A pending abandoned-cart timer (SPEC §6), for the customer's latest checkout."""
@@ -209,7 +215,7 @@ def _optional_cached(us: int | None) -> str | None:
     return None if us is None else format_instant_cached(us)
 
 
-def add_to_buckets(b: list[Any], day: int, values: tuple[Any, ...], lo: int) -> None:
+def add_to_buckets(b: list[Any], day: SharedInt, values: tuple[Any, ...], lo: int) -> None:
     """Add `values` to `day`'s bucket in a flat, day-ordered list of [day, *values] records;
     drop the buckets before day `lo` (the window at the customer's clock has left them)."""
     if day < lo:
@@ -230,12 +236,12 @@ def add_to_buckets(b: list[Any], day: int, values: tuple[Any, ...], lo: int) -> 
         del b[:j]
 
 
-def add_order_bucket(c: Customer, day: int, orders: int, guests: int, revenue: float,
+def add_order_bucket(c: Customer, day: SharedInt, orders: int, guests: int, revenue: float,
                      window_days: int) -> None:
     add_to_buckets(c.order_buckets, day, (orders, guests, revenue), day_of(c.t_ref) - (window_days - 1))
 
 
-def add_message_bucket(c: Customer, day: int, index: int, window_days: int) -> None:
+def add_message_bucket(c: Customer, day: SharedInt, index: int, window_days: int) -> None:
     values = [0] * len(MESSAGE_FIELDS)
     values[index] = 1
     if c.message_buckets is None:
@@ -243,11 +249,11 @@ def add_message_bucket(c: Customer, day: int, index: int, window_days: int) -> N
     add_to_buckets(c.message_buckets, day, tuple(values), day_of(c.t_ref) - (window_days - 1))
 
 
-def add_activity_bucket(c: Customer, day: int, clicks: int, social: int, window_days: int) -> None:
+def add_activity_bucket(c: Customer, day: SharedInt, clicks: int, social: int, window_days: int) -> None:
     add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 
 __all__ = [
-    "AsOfBeforeClock", "CartTimer", "Customer", "TopOrderDays", "add_activity_bucket",
+    "AsOfBeforeClock", "CartTimer", "Customer", "SharedInt", "TopOrderDays", "add_activity_bucket",
     "add_message_bucket", "add_order_bucket", "add_to_buckets",
 ]

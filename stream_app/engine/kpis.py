@@ -129,8 +129,9 @@ class KpiPartial:
             b = self.buckets[day] = [0, 0, 0, 0.0]
         b[3] -= amount
 
-    def add_order_day(self, top: TopOrderDays, day: int) -> TopOrderDays:
-        """A customer with latest order days `top` placed an order on `day`: its new top days."""
+    def add_order_day(self, top: TopOrderDays, day: Any) -> TopOrderDays:
+        """A customer with latest order days `top` placed an order on `day`: its new top days
+        (`day` is an int kept as an object, stored as is: customer.SharedInt)."""
         latest, second = top
         if day >= latest:
             new = TopOrderDays(day, latest)

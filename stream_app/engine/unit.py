@@ -23,6 +23,7 @@ from stream_app.engine.config import DEFAULT_CONFIG, SILVER, EngineConfig
 from stream_app.engine.customer import (
     LN2,
     Customer,
+    SharedInt,
     add_activity_bucket,
     add_message_bucket,
     add_order_bucket,
@@ -180,6 +181,9 @@ class Unit:
             return
         t = ev.occurred_at
         day = t // DAY
+        # the instant and day as stored in the customer's fields and buckets (customer.SharedInt)
+        at: SharedInt = ev.occurred_at
+        day_obj: SharedInt = day
         kpis = self.kpis
         # one lookup for the type's fixed facts (hot path): weight, message count, channel, activity
         w, message, type_channel, activity = self._type_info[etype]
@@ -212,7 +216,7 @@ class Unit:
         if activity:
             la = c.last_activity
             if la is None or t > la:
-                c.last_activity = t
+                c.last_activity = at
                 if la is None:
                     old_day = -1
                 else:
@@ -229,9 +233,9 @@ class Unit:
                 cd = c.channel_days
                 # the common case, inline: the customer's first channel, already seen that day
                 if not cd or cd[0] != ch or cd[1] < day:
-                    self._touch_channel(c, ch, day)
+                    self._touch_channel(c, ch, day_obj)
         if message >= 0:
-            add_message_bucket(c, day, message, cfg.activity_window_days)
+            add_message_bucket(c, day_obj, message, cfg.activity_window_days)
 
         if etype == ORDER_PLACED:
             amount = ev.amount
@@ -239,11 +243,11 @@ class Unit:
             c.orders_total += 1
             c.revenue_total += amount
             if c.first_order_at is None or t < c.first_order_at:
-                c.first_order_at = t
+                c.first_order_at = at
             if c.last_order_at is None or t > c.last_order_at:
-                c.last_order_at = t
-            add_order_bucket(c, day, 1, 1 if ev.guest else 0, amount, cfg.order_window_days)
-            c.top_order_days = self.kpis.add_order_day(c.top_order_days, day)
+                c.last_order_at = at
+            add_order_bucket(c, day_obj, 1, 1 if ev.guest else 0, amount, cfg.order_window_days)
+            c.top_order_days = self.kpis.add_order_day(c.top_order_days, day_obj)
             cart = c.cart
             if cart is not None and cart.checkout_at <= t <= cart.deadline:
                 c.cart = None  # the order completes the checkout: cancel the timer
@@ -252,7 +256,7 @@ class Unit:
         elif etype == ORDER_REFUNDED:
             c.points += points(ev)
             c.revenue_total -= ev.amount
-            add_order_bucket(c, day, 0, 0, -ev.amount, cfg.order_window_days)
+            add_order_bucket(c, day_obj, 0, 0, -ev.amount, cfg.order_window_days)
         else:
             b = c.activity_buckets
             if ev.topic == CLICKS:
@@ -261,7 +265,7 @@ class Unit:
                 elif b and b[-3] == day:
                     b[-2] += 1  # the common case: today's bucket
                 else:
-                    add_activity_bucket(c, day, 1, 0, cfg.activity_window_days)
+                    add_activity_bucket(c, day_obj, 1, 0, cfg.activity_window_days)
                 if etype == CHECKOUT_STARTED:
                     timer = checkout(c, ev, cfg.cart_timeout)
                     if timer is not None:
@@ -271,9 +275,9 @@ class Unit:
                 if b and b[-3] == day:
                     b[-1] += 1
                 else:
-                    add_activity_bucket(c, day, 0, 1, cfg.activity_window_days)
+                    add_activity_bucket(c, day_obj, 0, 1, cfg.activity_window_days)
                 if etype == SURVEY_RESPONSE and (c.last_nps_at is None or t >= c.last_nps_at):
-                    c.last_nps, c.last_nps_at = ev.nps, t  # the later in processing order on a tie
+                    c.last_nps, c.last_nps_at = ev.nps, at  # the later in processing order on a tie
 
         # SPEC §5 at the customer's clock; the test is TierRule.change's, inlined (hot path)
         s = c.s_ref
@@ -298,7 +302,7 @@ class Unit:
             self._channels[channel] = ch
         return ch
 
-    def _touch_channel(self, c: Customer, ch: str, day: int) -> None:
+    def _touch_channel(self, c: Customer, ch: str, day: SharedInt) -> None:
         """An activity event on channel `ch` on `day`: the customer's latest day on it, and the KPI
         histograms of per-channel days and of the second-latest of them (omnichannel)."""
         cd = c.channel_days

@@ -24,6 +24,9 @@ def run_worker(settings: Settings) -> int:
 
         for handler in logging.root.handlers:
             handler.setFormatter(JsonFormatter())
+    from stream_app.engine import ENGINE_BUILD
+
+    log.info("engine: %s", ENGINE_BUILD)  # compiled, or interpreted and why (README: Development)
     broker = None
     if not settings.broker:
         broker = EmbeddedBroker()
