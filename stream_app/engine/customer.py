@@ -6,17 +6,11 @@ import math
 from array import array
 from typing import Any, NamedTuple
 
-from stream_app.engine.clock import day_of, format_instant, format_instant_cached
+from stream_app.engine.clock import SharedInt, day_of, format_instant, format_instant_cached, format_optional_cached
 from stream_app.engine.config import TIERS, EngineConfig
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
 
 LN2 = math.log(2.0)
-
-#: An int passed on as a Python object. Compiled (mypyc), an `int` parameter or local is a native
-#: integer, boxed into a new object at every store into a list, tuple or optional field; one
-#: event's instant and day are stored in up to five places, so the hot path hands them on boxed
-#: once (about 100 bytes a customer). Interpreted, it is a plain int either way.
-SharedInt = Any
 
 
 class CartTimer(NamedTuple):
@@ -165,9 +159,9 @@ class Customer:
             "aov_365d": revenue / orders if orders else None,
             "orders_total": self.orders_total,
             "revenue_total": self.revenue_total,
-            "first_order_at": _optional_cached(self.first_order_at),
-            "last_order_at": _optional_cached(self.last_order_at),
-            "last_activity_at": _optional_cached(self.last_activity),
+            "first_order_at": format_optional_cached(self.first_order_at),
+            "last_order_at": format_optional_cached(self.last_order_at),
+            "last_activity_at": format_optional_cached(self.last_activity),
             "clicks_30d": clicks,
             "social_30d": social,
             "events_total": self.events_total,
@@ -211,10 +205,6 @@ class Customer:
         return c
 
 
-def _optional_cached(us: int | None) -> str | None:
-    return None if us is None else format_instant_cached(us)
-
-
 def add_to_buckets(b: list[Any], day: SharedInt, values: tuple[Any, ...], lo: int) -> None:
     """Add `values` to `day`'s bucket in a flat, day-ordered list of [day, *values] records;
     drop the buckets before day `lo` (the window at the customer's clock has left them)."""
@@ -254,6 +244,6 @@ def add_activity_bucket(c: Customer, day: SharedInt, clicks: int, social: int, w
 
 
 __all__ = [
-    "AsOfBeforeClock", "CartTimer", "Customer", "SharedInt", "TopOrderDays", "add_activity_bucket",
+    "AsOfBeforeClock", "CartTimer", "Customer", "TopOrderDays", "add_activity_bucket",
     "add_message_bucket", "add_order_bucket", "add_to_buckets",
 ]

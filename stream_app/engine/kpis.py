@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from stream_app.engine.clock import day_of, format_optional
+from stream_app.engine.clock import SharedInt, day_of, format_optional
 from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
 
 
@@ -129,9 +129,8 @@ class KpiPartial:
             b = self.buckets[day] = [0, 0, 0, 0.0]
         b[3] -= amount
 
-    def add_order_day(self, top: TopOrderDays, day: Any) -> TopOrderDays:
-        """A customer with latest order days `top` placed an order on `day`: its new top days
-        (`day` is an int kept as an object, stored as is: customer.SharedInt)."""
+    def add_order_day(self, top: TopOrderDays, day: SharedInt) -> TopOrderDays:
+        """A customer with latest order days `top` placed an order on `day`: its new top days."""
         latest, second = top
         if day >= latest:
             new = TopOrderDays(day, latest)

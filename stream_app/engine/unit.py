@@ -18,12 +18,11 @@ from stream_app.engine.alerts import (
     churn_risk,
     negative_feedback,
 )
-from stream_app.engine.clock import DAY, next_midnight_after
+from stream_app.engine.clock import DAY, SharedInt, next_midnight_after
 from stream_app.engine.config import DEFAULT_CONFIG, SILVER, EngineConfig
 from stream_app.engine.customer import (
     LN2,
     Customer,
-    SharedInt,
     add_activity_bucket,
     add_message_bucket,
     add_order_bucket,
@@ -181,7 +180,7 @@ class Unit:
             return
         t = ev.occurred_at
         day = t // DAY
-        # the instant and day as stored in the customer's fields and buckets (customer.SharedInt)
+        # the instant and day as stored in the customer's fields and buckets (clock.SharedInt)
         at: SharedInt = ev.occurred_at
         day_obj: SharedInt = day
         kpis = self.kpis
