@@ -1,7 +1,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA := ../shared/data/online-retail-orders.jsonl.gz
+DATA := data/online-retail-orders.jsonl.gz
 
 .PHONY: venv demo replay-demo test test-unit test-pure test-chaos lint bench clean
 

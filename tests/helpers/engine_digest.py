@@ -20,7 +20,7 @@ from stream_app.replay import Replay, replay_file
 from stream_app.simulate import Simulator
 from stream_app.validation import validate_bytes
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "online-retail-orders.jsonl.gz")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "online-retail-orders.jsonl.gz")
 
 
 def digest(obj: Any) -> str:

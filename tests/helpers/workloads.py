@@ -9,7 +9,7 @@ from pathlib import Path
 from stream_app.engine.clock import parse_rfc3339
 from stream_app.simulate import Simulator
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
+DATA = Path(__file__).resolve().parents[2] / "data" / "online-retail-orders.jsonl.gz"
 
 
 def retail_workload() -> list[bytes]:

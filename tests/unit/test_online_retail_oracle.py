@@ -1,4 +1,4 @@
-"""The shared Online Retail orders: `engagement replay` equals the brute-force oracle.
+"""The bundled Online Retail orders (data/README.md): `engagement replay` equals the brute-force oracle.
 
 The oracle recomputes from the full history at every step (quadratic), so it runs on a fixed
 sample: every 16th customer's whole year plus every 10th guest order. The full file's store KPIs
@@ -17,7 +17,7 @@ from stream_app.replay import replay_lines
 from tests.helpers.compare import assert_same, without_alert_ids
 from tests.oracle import oracle_document
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
+DATA = Path(__file__).resolve().parents[2] / "data" / "online-retail-orders.jsonl.gz"
 
 
 def test_online_retail_sample_matches_oracle() -> None:

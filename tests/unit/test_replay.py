@@ -18,7 +18,7 @@ import pytest
 from stream_app.cli import main
 from stream_app.replay import ReplayError, replay_file, replay_lines
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
+DATA = Path(__file__).resolve().parents[2] / "data" / "online-retail-orders.jsonl.gz"
 PV = {"event_id": "p1", "type": "page_view", "customer_id": "c1", "occurred_at": "2024-01-01T10:00:00Z"}
 
 

@@ -45,7 +45,7 @@ from tests.helpers.schemas import (
 )
 
 EXAMPLES = SCHEMAS / "examples"
-ONLINE_RETAIL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail-orders.jsonl.gz"
+ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "data" / "online-retail-orders.jsonl.gz"
 BASE_URI = "https://engagement-scorer.example/schemas/"
 REASONS = {
     "invalid_json", "not_an_object", "too_large", "unknown_type", "missing_field", "invalid_field",
