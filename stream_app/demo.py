@@ -6,11 +6,16 @@ What runs:
 - one worker subprocess (``python -m stream_app worker``) configured through ``ENGAGEMENT_*``
   variables: the broker above, the short group timeouts the bundled broker needs, a free web port,
   log level ``warning``, its output in a log file in a temporary directory;
-- the simulator producing endless live traffic (1 % bad lines) at ``rate`` events/s;
+- the simulator producing endless live traffic (1 % bad lines) at ``rate`` events/s, its event
+  time running an hour per second; each record's Kafka timestamp is its event time, so every
+  event stays within the future rule (SPEC §1: at most ``future_tolerance`` after the received
+  time, which in the stream is the Kafka timestamp) however long the demo runs;
 - a view refreshed every second: events produced and scored, tier counts (last tier per customer
   on the scores topic; a tombstone there removes an erased customer), the latest alerts and score
   records, and the store KPIs from the worker's ``GET /kpis``, with NPS, CSAT, the email open rate
-  and the omnichannel customers. The view reads the output topics with a plain group-less
+  and the omnichannel customers; when more lines are dead-lettered than the simulator spoils on
+  purpose, the top reasons. It fits the terminal: sections are dropped (alerts and scores first),
+  never the counters. The view reads the output topics with a plain group-less
   consumer assigned to every partition, from the beginning.
 
 "Events scored" is the sum of the latest ``events_total`` over the customers on the scores topic:
@@ -49,6 +54,7 @@ from stream_app.stream.launch import stop_process, worker_process
 __all__ = ["run_demo"]
 
 DEMO_SPEED = 3600.0  # event time runs an hour per second, so carts, sweeps and churn show up live
+BAD_RATE = 0.01  # the share of lines the simulator spoils on purpose: the dead letters to expect
 REFRESH_S = 1.0
 WORKER_STOP_TIMEOUT_S = 10.0
 CLEAR = "\x1b[H\x1b[2J"
@@ -66,8 +72,12 @@ async def _produce(settings: Settings, customers: int, rate: float, st: DemoStat
     from stream_app.produce import produce_lines
     from stream_app.simulate import Simulator, live_lines
 
-    lines = _counted(live_lines(Simulator(customers=customers, bad_rate=0.01), speed=DEMO_SPEED), st)
-    await produce_lines(settings, lines, rate=rate)
+    st.clock = (time.time(), DEMO_SPEED)
+    lines = _counted(live_lines(Simulator(customers=customers, bad_rate=BAD_RATE), speed=DEMO_SPEED), st)
+    # Event time outruns the wall clock, so each record carries its event time as its Kafka
+    # timestamp: against the send time every event would be more than `future_tolerance` (24 h)
+    # ahead after 24 s and be dead-lettered (SPEC §1).
+    await produce_lines(settings, lines, rate=rate, event_timestamps=True)
 
 
 async def _consume(settings: Settings, st: DemoState) -> None:
@@ -89,7 +99,10 @@ async def _consume(settings: Settings, st: DemoState) -> None:
             for tp, records in batches.items():
                 for rec in records:
                     if tp.topic == settings.topic_dead_letter:
-                        st.rejected += 1
+                        try:
+                            st.on_dead_letter(orjson.loads(rec.value) if rec.value else None)
+                        except orjson.JSONDecodeError:
+                            st.on_dead_letter(None)
                         continue
                     if rec.value is None:  # a tombstone: the key's customer was erased
                         if tp.topic == settings.topic_scores and rec.key is not None:
@@ -174,7 +187,11 @@ async def _live(settings: Settings, st: DemoState, worker: subprocess.Popen[byte
             if time.monotonic() >= next_tick:
                 next_tick += REFRESH_S
                 st.sample()
-                view = CLEAR + render_full(st, header) if tty else render_compact(st)
+                if tty:
+                    size = shutil.get_terminal_size()
+                    view = CLEAR + render_full(st, header, size.columns, size.lines - 1)
+                else:
+                    view = render_compact(st)
                 if not _write(out, view + "\n"):
                     st.interrupted = True  # nobody reads any more (`engagement demo | head`)
                     return
@@ -199,7 +216,7 @@ def _tail(path: Path, n: int = 3000) -> str:
 def run_demo(duration: float | None, customers: int, rate: float) -> int:
     out = sys.stdout
     tty = out.isatty()
-    st = DemoState()
+    st = DemoState(bad_rate=BAD_RATE)
     tmp = Path(tempfile.mkdtemp(prefix="engagement-demo-"))
     worker_log = tmp / "worker.log"
     # Library warnings (aiokafka reconnects, ...) go to a file, not across the view.

@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream_app.config import Settings
+from stream_app.engine.clock import parse_rfc3339
 from stream_app.engine.events import TOPIC_OF_TYPE
 from stream_app.lines import is_wrapper, iter_lines, open_events, wrapper_topic
 from stream_app.stream.kafka_io import BatchSender, client_options, partition_for, start_client
@@ -38,6 +39,32 @@ def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None, bytes]:
     return topics["orders"], None, raw
 
 
+_MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000  # 2000-01-01, 2100-01-01 UTC
+
+
+def event_time_ms(raw: bytes) -> int | None:
+    """The line's `occurred_at` in epoch milliseconds (a wrapper's event's), or None when it has
+    none we can read: that record then gets the broker's time, as any other."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if is_wrapper(obj):
+        obj = obj["event"]
+    if not isinstance(obj, dict):
+        return None
+    at = obj.get("occurred_at")
+    ms: int | None = None
+    if isinstance(at, int) and not isinstance(at, bool):
+        ms = at
+    elif isinstance(at, str):
+        micros = parse_rfc3339(at)
+        ms = None if micros is None else micros // 1000
+    # only instants the scorer accepts ([2000, 2100), SPEC §1): a wild one is rejected anyway,
+    # and must not become a timestamp the producer cannot encode
+    return ms if ms is not None and _MIN_MS <= ms < _MAX_MS else None
+
+
 def _key(obj: object) -> bytes | None:
     """customer_id, else order_id (anonymous guest orders), as the scorer re-keys them: one key's
     events then stay in order in one input partition."""
@@ -50,7 +77,16 @@ def _key(obj: object) -> bytes | None:
 
 
 async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float | None = None,
-                        progress: bool = False, total: int | None = None) -> int:
+                        progress: bool = False, total: int | None = None,
+                        event_timestamps: bool = False) -> int:
+    """Send `lines` to their input topics; returns how many were sent.
+
+    `event_timestamps`: each record's Kafka timestamp (CreateTime) is its event's `occurred_at`
+    instead of the send time, as a producer replaying history would set it. Synthetic traffic
+    whose event time runs faster than the wall clock (the demo, `simulate --speed`) needs it:
+    the scorer takes the Kafka timestamp as the received time, and an event more than
+    `future_tolerance` after it is rejected (SPEC §1).
+    """
     producer = AIOKafkaProducer(linger_ms=20, max_batch_size=262_144, **client_options(settings))
     await start_client(producer, settings)  # a refused login: a clear error, not a traceback
     sent = 0
@@ -64,7 +100,7 @@ async def produce_lines(settings: Settings, lines: Iterable[bytes], rate: float 
             if n is None:  # the topic's real partition count, whatever ENGAGEMENT_PARTITIONS says
                 n = counts[topic] = len(await producer.partitions_for(topic))
             part = partition_for(key, n) if key else sent % n
-            sender.add(topic, part, key, value)
+            sender.add(topic, part, key, value, event_time_ms(raw) if event_timestamps else None)
             sent += 1
             if len(sender) >= 2000:
                 await sender.flush()

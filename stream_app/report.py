@@ -26,7 +26,7 @@ def format_number(v: Any, pct: bool = False) -> str:
 
 
 def print_replay_summary(doc: dict[str, Any], out: Any) -> None:
-    """`engagement replay --summary`: store KPIs, tier distribution, alerts and counts."""
+    """`engagement replay --summary`: store KPIs, tier distribution, alerts, counts and rejections."""
     k = doc["kpis"]
     fmt = format_number
 
@@ -59,6 +59,17 @@ def print_replay_summary(doc: dict[str, Any], out: Any) -> None:
     c = doc["counts"]
     print(f"\nEvents: {c['applied']:,} applied, {c['duplicates']:,} duplicates, "
           f"{c['rejected']:,} rejected, {c.get('erased', 0):,} erased", file=out)
+    reasons: Counter[str] = Counter()
+    first: dict[str, dict[str, Any]] = {}  # reason -> its first dead letter, as an example
+    for d in doc["dead_letters"]:
+        reasons[d["reason"]] += 1
+        first.setdefault(d["reason"], d)
+    if reasons:
+        print("\nRejected lines by reason (with the first one)", file=out)
+        for reason, n in reasons.most_common():
+            d = first[reason]
+            message = d["message"] if len(d["message"]) <= 80 else d["message"][:79] + "…"
+            print(f"  {reason:<{w}}  {n:>8,}  line {d['line']}: {message}", file=out)
 
 
 
@@ -74,12 +85,18 @@ class DemoState:
     tier_changes: int = 0
     alerts: int = 0
     rejected: int = 0
+    #: dead letters by (reason, field): what the view names when they run above the bad-line rate
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: the share of lines the simulator spoils on purpose (SPEC §1 dead letters it expects)
+    bad_rate: float = 0.0
     erased: int = 0  # tombstones on the scores topic: customers erased (SPEC §9)
     latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
     latest_scores: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=6))
     kpis: dict[str, Any] | None = None
     worker_ready_after: float | None = None
     first_score_after: float | None = None
+    #: the accelerated event clock: (epoch seconds at the start, event-time seconds per second)
+    clock: tuple[float, float] | None = None
     # (elapsed, produced, scored) at the last refreshes: rates over a few seconds, as the worker
     # publishes in batches
     samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque([(0.0, 0, 0)], maxlen=6))
@@ -108,6 +125,22 @@ class DemoState:
         for a customer never scored (an erasure of an unknown id) changes nothing."""
         if self.customers.pop(customer_id, None) is not None:
             self.erased += 1
+
+    def on_dead_letter(self, doc: Any) -> None:
+        self.rejected += 1
+        if isinstance(doc, dict):
+            self.rejections[(str(doc.get("reason")), str(doc.get("field") or "-"))] += 1
+
+    def unexpected_rejections(self) -> bool:
+        """More dead letters than the simulator's bad lines explain (with room for chance)."""
+        return self.rejected > 1.5 * self.bad_rate * self.produced + 10
+
+    def event_time(self) -> str | None:
+        if self.clock is None:
+            return None
+        wall0, speed = self.clock
+        at = wall0 + self.elapsed() * speed
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
 
     def sample(self) -> None:
         now = self.elapsed()
@@ -166,37 +199,94 @@ def _status_line(st: DemoState) -> str:
             f"rejected {st.rejected:,} | erased {st.erased:,}")
 
 
-def render_full(st: DemoState, header: str) -> str:
-    """The terminal view (redrawn in place)."""
-    lines = [f"engagement demo  {st.elapsed():5.0f}s   {header}   (Ctrl-C to stop)", "",
-             _status_line(st)]
-    if st.worker_ready_after is None:
-        lines.append("worker starting ...")
-    lines += ["", f"{'tier':<10} {'customers':>10} {'share':>8}"]
+def _clock_line(st: DemoState) -> str | None:
+    if st.clock is None:
+        return None
+    speed = st.clock[1]
+    pace = f"{speed / 3600:g} h" if speed >= 3600 else f"{speed:g} s"
+    return f"event time runs {pace}/s, now {st.event_time()}, stamped on each Kafka record"
+
+
+def _rejection_line(st: DemoState, top: int = 3) -> str | None:
+    """The top dead-letter reasons, only when there are more than the bad lines explain."""
+    if not st.unexpected_rejections():
+        return None
+    reasons = ", ".join(f"{reason} {field_} {n:,}" for (reason, field_), n in st.rejections.most_common(top))
+    return f"unexpected dead letters: {reasons}"
+
+
+def _tier_section(st: DemoState) -> list[str]:
     counts = st.tier_counts()
     total = sum(counts.values()) or 1
+    lines = [f"{'tier':<10} {'customers':>10} {'share':>8}"]
     for tier in TIERS:
         n = counts.get(tier, 0)
         lines.append(f"{tier:<10} {n:>10,} {n / total * 100:>6.1f} %")
-    lines += ["", "latest alerts"]
+    return lines
+
+
+def _kpi_section(st: DemoState, width: int) -> list[str]:
+    if st.kpis is None:
+        return ["store KPIs: waiting for the worker ..."]
+    cells = [f"{name:<28} {value:>10}" for name, value in _kpi_pairs(st.kpis) + _engagement_pairs(st.kpis)]
+    lines = [f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})"]
+    if width >= 2 * (len(cells[0]) + 2) + 1:  # two columns where they fit (an 80-column terminal)
+        half = (len(cells) + 1) // 2
+        for left, right in itertools.zip_longest(cells[:half], cells[half:], fillvalue=""):
+            lines.append(f"  {left}  {right}".rstrip())
+    else:
+        lines += [f"  {cell}" for cell in cells]
+    return lines
+
+
+def _alert_section(st: DemoState) -> list[str]:
+    lines = ["latest alerts"]
     if not st.latest_alerts:
         lines.append("  (none yet)")
     for a in reversed(st.latest_alerts):
         lines.append(f"  {a.get('type')!s:<18} {a.get('severity')!s:<7} "
                      f"{a.get('customer_id')!s:<14} {a.get('at')}")
-    lines += ["", "latest scores"]
+    return lines
+
+
+def _score_section(st: DemoState) -> list[str]:
+    lines = ["latest scores"]
     if not st.latest_scores:
         lines.append("  (none yet)")
     for r in reversed(st.latest_scores):
         lines.append(f"  {r.get('customer_id')!s:<14} {float(r.get('score') or 0):>9.2f}  {r.get('tier')}")
-    lines += [""]
-    if st.kpis is None:
-        lines.append("store KPIs: waiting for the worker ...")
-    else:
-        lines.append(f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})")
-        for name, value in _kpi_pairs(st.kpis) + _engagement_pairs(st.kpis):
-            lines.append(f"  {name:<28} {value:>14}")
-    return "\n".join(lines)
+    return lines
+
+
+def render_full(st: DemoState, header: str, width: int = 80, height: int = 24) -> str:
+    """The terminal view (redrawn in place), fitted to `width` × `height`.
+
+    The counters always show; then, while they fit, in this order: the clock line, the reasons of
+    unexpected dead letters, tiers, store KPIs, alerts and scores (those two shortened before they
+    are dropped). Lines are cut at the width, so nothing wraps and the screen does not scroll.
+    """
+    status = _status_line(st)
+    if len(status) >= width:  # two lines rather than a cut: every counter stays readable
+        cut = status.index(" | tier changes")
+        status = status[:cut] + "\n" + status[cut + 3:]
+    top = [f"engagement demo  {st.elapsed():5.0f}s   (Ctrl-C to stop)", header, *status.split("\n")]
+    if st.worker_ready_after is None:
+        top.append("worker starting ...")
+    optional = [line for line in (_clock_line(st), _rejection_line(st)) if line is not None]
+    # (section, smallest useful length): sections are separated by one blank line
+    sections: list[tuple[list[str], int]] = [
+        (_tier_section(st), 0), (_kpi_section(st, width), 0), (_alert_section(st), 2), (_score_section(st), 2)]
+    lines = top[:height]
+    for line in optional:
+        if len(lines) < height:
+            lines.append(line)
+    for body, shortest in sections:
+        room = height - len(lines) - 1
+        if room >= len(body):
+            lines += ["", *body]
+        elif shortest and room >= shortest:
+            lines += ["", *body[:room]]
+    return "\n".join(line[:width - 1] if len(line) >= width else line for line in lines)
 
 
 def render_compact(st: DemoState) -> str:
@@ -205,6 +295,9 @@ def render_compact(st: DemoState) -> str:
     total = sum(counts.values()) or 1
     tiers = " | ".join(f"{t} {counts.get(t, 0):,} ({counts.get(t, 0) / total * 100:.1f} %)" for t in TIERS)
     lines = [f"[{st.elapsed():5.1f}s] {_status_line(st)}", f"  tiers: {tiers}"]
+    for name, line in (("clock", _clock_line(st)), ("rejections", _rejection_line(st))):
+        if line is not None:
+            lines.append(f"  {name}: {line}")
     if st.latest_alerts:
         lines.append("  alerts: " + "; ".join(
             f"{a.get('type')}/{a.get('severity')} {a.get('customer_id')} {a.get('at')}"

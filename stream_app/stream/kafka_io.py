@@ -200,13 +200,15 @@ class BatchSender:
     def __init__(self, producer: AIOKafkaProducer, max_records: int = 0) -> None:
         self.producer = producer
         self.max_records = max_records
-        self.records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        #: (key, value, timestamp in epoch ms or None: the broker's time of the send)
+        self.records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
-        self.records.setdefault((topic, partition), []).append((key, value))
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+            timestamp_ms: int | None = None) -> None:
+        self.records.setdefault((topic, partition), []).append((key, value, timestamp_ms))
 
     def extend(self, topic: str, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-        self.records.setdefault((topic, partition), []).extend(records)
+        self.records.setdefault((topic, partition), []).extend((k, v, None) for k, v in records)
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.records.values())
@@ -215,13 +217,13 @@ class BatchSender:
         cap = self.max_records or None
         for (topic, partition), records in self.records.items():
             batch = self.producer.create_batch()
-            for key, value in records:
+            for key, value, ts in records:
                 if (cap is not None and batch.record_count() >= cap) or \
-                        batch.append(key=key, value=value, timestamp=None) is None:
+                        batch.append(key=key, value=value, timestamp=ts) is None:
                     if batch.record_count():
                         yield topic, partition, batch
                     batch = self.producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.append(key=key, value=value, timestamp=ts) is None:
                         raise ValueError(f"a record for {topic} is larger than a producer batch")
             if batch.record_count():
                 yield topic, partition, batch

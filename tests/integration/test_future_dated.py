@@ -122,3 +122,31 @@ def test_a_future_dated_event_is_dead_lettered_and_the_partition_goes_on(
         assert applied["alerts"] == [] and applied["counts"]["applied"] == 6
     finally:
         worker.stop()
+
+
+def test_event_time_stamps_keep_a_fast_clock_valid(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """What the demo relies on: an event ten days ahead of the wall clock, sent with its event time
+    as the Kafka timestamp (`produce_lines(event_timestamps=True)`), is within the future rule and
+    applied; the same event sent with the send time as its timestamp is dead-lettered."""
+    settings = isolated_settings(broker, tmp_path)
+    ahead_ms = (int(time.time()) + 10 * 86_400) * 1000
+    stamped = orjson.dumps({"event_id": "ts-1", "type": "page_view", "customer_id": "ts-stamped",
+                            "occurred_at": ahead_ms})
+    unstamped = orjson.dumps({"event_id": "ts-2", "type": "page_view", "customer_id": "ts-plain",
+                              "occurred_at": ahead_ms})
+    asyncio.run(produce_lines(settings, [stamped], event_timestamps=True))
+    asyncio.run(produce_lines(settings, [unstamped]))
+    sent = asyncio.run(read_topic(settings, settings.topic_clicks, idle_ms=800))
+    stamps = {r.key: r.timestamp for rs in sent.values() for r in rs}
+    assert stamps[b"ts-stamped"] == ahead_ms  # the broker keeps the producer's CreateTime
+    assert stamps[b"ts-plain"] < ahead_ms - 9 * 86_400_000
+    worker = WorkerProcess(settings, tmp_path)
+    try:
+        worker.wait_ready()
+        poll("the stamped event", lambda: worker.get("/customers/ts-stamped"), lambda r: r[0] == 200)
+        dead = poll("dead letters", lambda: dead_letter_reasons(settings), lambda d: len(d) >= 1)
+        assert [(d["reason"], d["field"]) for d in dead] == [("invalid_field", "occurred_at")]
+        assert b"ts-plain" in dead[0]["payload"].encode()
+        assert worker.get("/customers/ts-plain")[0] == 404
+    finally:
+        worker.stop()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import pytest
 
 from stream_app.report import DemoState, render_compact, render_full
 
@@ -48,12 +51,70 @@ def test_null_ratios_read_n_a_and_missing_fields_a_dash() -> None:
     assert "  kpis: orders 3 | revenue 30.00 |" in render_compact(st)
 
 
-def test_full_view_lists_the_engagement_kpis() -> None:
-    view = render_full(DemoState(kpis=_kpis()), "header").splitlines()
-    assert any(line.split() == ["NPS", "+12.5"] for line in view), view
-    assert any(line.split() == ["CSAT", "80.0", "%"] for line in view), view
-    assert any(line.split() == ["email", "open", "rate", "(30", "d)", "25.0", "%"] for line in view), view
-    assert any(line.split() == ["omnichannel", "customers", "(30", "d)", "1,234"] for line in view), view
+def _cells(view: list[str]) -> list[list[str]]:
+    """The KPI cells of a full view, one or two to a line (name padded, value right-aligned)."""
+    return [cell.split() for line in view for cell in re.split(r"(?<=\S)  +(?=[A-Za-z])", line.strip())]
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (160, 50)])
+def test_full_view_lists_the_engagement_kpis(width: int, height: int) -> None:
+    view = render_full(DemoState(kpis=_kpis()), "header", width, height).splitlines()
+    cells = _cells(view)
+    assert ["NPS", "+12.5"] in cells, view
+    assert ["CSAT", "80.0", "%"] in cells, view
+    assert ["email", "open", "rate", "(30", "d)", "25.0", "%"] in cells, view
+    assert ["omnichannel", "customers", "(30", "d)", "1,234"] in cells, view
+
+
+def _busy_state() -> DemoState:
+    st = DemoState(kpis=_kpis(), bad_rate=0.01, clock=(1_700_000_000.0, 3600.0))
+    st.produced, st.tier_changes, st.alerts = 1_234_567, 45_678, 9_876
+    for i in range(400):
+        st.on_score({"customer_id": f"customer-{i:05d}", "tier": "gold", "score": 88.5, "events_total": 3000})
+    for i in range(5):
+        st.latest_alerts.append({"type": "abandoned_cart", "severity": "low", "customer_id": f"cust-{i}",
+                                 "at": "2026-12-08T09:22:52.782905Z"})
+    return st
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (160, 50)])
+def test_full_view_fits_the_terminal_and_keeps_every_counter(width: int, height: int) -> None:
+    st = _busy_state()
+    for _ in range(60_000):  # far above the 1 % bad-line rate: the reasons must show
+        st.on_dead_letter({"reason": "invalid_field", "field": "occurred_at"})
+    st.on_dead_letter({"reason": "invalid_json", "field": None})
+    view = render_full(st, "broker kafka://127.0.0.1:40000 (pid 1)  worker http://127.0.0.1:40001 (pid 2)",
+                       width, height).splitlines()
+    assert len(view) <= height and all(len(line) < width for line in view), view
+    text = "\n".join(view)
+    for counter in ("produced 1,234,567", "scored 1,200,000", "tier changes 45,678", "alerts 9,876",
+                    "rejected 60,001", "erased 0"):
+        assert counter in text, (counter, view)
+    assert any(line.startswith("event time runs 1 h/s, now 2023-11-14 ") for line in view), view
+    assert any(line.startswith("unexpected dead letters: invalid_field occurred_at 60,000, invalid_json - 1") for line in view), view
+    assert ["bronze", "0", "0.0", "%"] in [line.split() for line in view]
+    assert "latest alerts" in view  # shortened to fit, not dropped, at 80 × 24
+    if height >= 50:
+        assert "latest scores" in view and len([x for x in view if "abandoned_cart" in x]) == 5
+
+
+def test_small_terminal_drops_sections_not_counters() -> None:
+    view = render_full(_busy_state(), "header", 60, 8).splitlines()
+    assert len(view) <= 8 and all(len(line) < 60 for line in view), view
+    assert "produced 1,234,567" in view[2] and "tier changes 45,678" in view[3], view
+    assert not any("store KPIs" in line for line in view)
+
+
+def test_dead_letter_reasons_only_above_the_bad_line_rate() -> None:
+    st = DemoState(bad_rate=0.01)
+    st.produced = 10_000
+    for _ in range(100):  # 1 %: what the simulator spoils on purpose
+        st.on_dead_letter({"reason": "invalid_json", "field": None})
+    assert "rejections" not in render_compact(st) and "unexpected dead letters" not in render_full(st, "h")
+    for _ in range(100):
+        st.on_dead_letter({"reason": "invalid_field", "field": "occurred_at"})
+    assert "  rejections: unexpected dead letters: invalid_json - 100, invalid_field occurred_at 100" \
+        in render_compact(st)
 
 
 def test_a_tombstone_removes_an_erased_customer_from_the_tiers() -> None:

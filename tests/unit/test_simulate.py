@@ -99,3 +99,16 @@ def test_live_lines_carry_campaigns_too() -> None:
     types = Counter(orjson.loads(line)["type"] for line in lines)
     assert types["email_sent"] + types["push_sent"] + types["sms_sent"] > 0
     assert all(isinstance(validate_bytes(line), Event) for line in lines)
+
+
+def test_event_time_ms_reads_occurred_at_in_both_forms_and_wrappers() -> None:
+    from stream_app.produce import event_time_ms
+
+    assert event_time_ms(b'{"type": "page_view", "occurred_at": "2024-01-01T00:00:01.5Z"}') == 1704067201500
+    assert event_time_ms(b'{"type": "page_view", "occurred_at": 1704067201500}') == 1704067201500
+    assert event_time_ms(b'{"topic": "clicks", "event": {"occurred_at": "2024-01-01T01:00:00+01:00"}}') \
+        == 1704067200000
+    # no readable instant, or one the scorer rejects anyway: the broker's time, as for any record
+    for raw in (b"{", b"[1]", b'{"occurred_at": "yesterday"}', b'{"occurred_at": true}',
+                b'{"occurred_at": 99999999999999999}', b'{"occurred_at": "1999-12-31T23:59:59Z"}', b"{}"):
+        assert event_time_ms(raw) is None, raw
