@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from stream_app.config import SettingsError
+from stream_app.config import (
+    ALL_SETTINGS,
+    ENGINE_SETTINGS,
+    INPUT_TOPIC_SETTINGS,
+    KAFKA_SETTINGS,
+    OUTPUT_TOPIC_SETTINGS,
+    SettingsError,
+    env_table,
+    unknown_variable_warnings,
+)
 from stream_app.report import print_replay_summary
+
+#: `engagement replay`'s exit status when no event was applied and some line was rejected (the
+#: wrong file, most likely): the document is still written (README: Offline replay)
+EXIT_NOTHING_APPLIED = 3
+
+
+def out_problem(path: str) -> str | None:
+    """Why `--out PATH` cannot be written, or None: checked before the replay runs."""
+    if os.path.isdir(path):
+        return f"--out {path}: is a directory"
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return f"--out {path}: {folder} {'is not a folder' if os.path.exists(folder) else 'does not exist'}"
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"--out {path}: permission denied"
+    return None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -18,24 +47,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     try:
         # the engine's numbers come from ENGAGEMENT_* like the worker's, so the two agree
-        config = Settings.from_env().engine_config()
+        engine = Settings.from_env().engine_config()
     except ValueError as exc:  # an invalid ENGAGEMENT_* value (the message names it)
         print(f"engagement replay: error: {exc}", file=sys.stderr)
         return 2
+    problem = out_problem(args.out) if args.out else None
+    if problem:
+        print(f"engagement replay: error: {problem}", file=sys.stderr)
+        return 2
     try:
-        doc = replay_file(args.events, as_of=args.as_of, config=config)
+        doc = replay_file(args.events, as_of=args.as_of, config=engine)
     except ReplayError as exc:
         print(f"engagement replay: error: {exc}", file=sys.stderr)
         return 2
+    if args.out:  # the document to the file, and with --summary the table to stdout
+        try:
+            with open(args.out, "wb") as f:
+                f.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError as exc:
+            print(f"engagement replay: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     if args.summary:
         print_replay_summary(doc, sys.stdout)
-        return 0
-    data = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
-    if args.out:
-        with open(args.out, "wb") as f:
-            f.write(data)
-    else:
-        sys.stdout.buffer.write(data)
+    elif not args.out:
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+    counts = doc["counts"]
+    if counts["applied"] == 0 and counts["rejected"] > 0:
+        sys.stdout.flush()
+        reasons = Counter(d["reason"] for d in doc["dead_letters"])
+        why = ", ".join(f"{n:,} {reason}" for reason, n in reasons.most_common())
+        print(f"engagement replay: error: {args.events}: no event applied, {counts['rejected']:,} line(s) "
+              f"rejected ({why}); is it a JSON-lines events file?", file=sys.stderr)
+        return EXIT_NOTHING_APPLIED
     return 0
 
 
@@ -139,53 +182,151 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, customers=args.customers, rate=args.rate)
 
 
+# -- --help: options with their defaults, and the settings each command reads ----------------------
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends `(default: X)` to an option's help, unless its default is None or False (the help
+    then says what happens), and keeps the layout of a text of several lines (the settings epilog)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and "%(default)" not in text and default is not None
+                and default is not False and default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+#: the settings (Settings field names) each command reads; the worker reads them all
+COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
+    "replay": ENGINE_SETTINGS,
+    "worker": ALL_SETTINGS,
+    "produce": (*KAFKA_SETTINGS, *INPUT_TOPIC_SETTINGS),
+    "simulate": (*KAFKA_SETTINGS, *INPUT_TOPIC_SETTINGS),
+    "erase": (*KAFKA_SETTINGS, "topic_privacy"),
+    "audit": (*KAFKA_SETTINGS, "fetch_max_wait_ms", *INPUT_TOPIC_SETTINGS, *OUTPUT_TOPIC_SETTINGS,
+              *ENGINE_SETTINGS),
+    "tail": (*KAFKA_SETTINGS, "fetch_max_wait_ms", *INPUT_TOPIC_SETTINGS, *OUTPUT_TOPIC_SETTINGS,
+             "topic_dead_letter"),
+    "demo": (),
+}
+
+
+def settings_epilog(command: str) -> str:
+    """The ENGAGEMENT_* variables `command` reads with their defaults, from `Settings` itself."""
+    names = COMMAND_SETTINGS[command]
+    if not names:
+        return "settings: none (runs its own broker and worker with default settings)"
+    defaults = {name: default for name, default, _ in env_table()}
+    env = [f"ENGAGEMENT_{name.upper()}" for name in names]
+    width = max(map(len, env))
+    rows = [f"  {var:<{width}}  {defaults[var] or '(empty)'}" for var in env]
+    return "settings (environment variables, with their defaults):\n" + "\n".join(rows)
+
+
+def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], want: str) -> Callable[[str], Any]:
+    """An argparse `type`: `kind(text)` when `ok` holds, else an error saying `want`."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{want}, got {text!r}")
+        return value
+    return parse
+
+
+positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "expected a number greater than 0")
+positive_int = _number(int, lambda v: v > 0, "expected a whole number greater than 0")
+fraction = _number(float, lambda v: 0 <= v <= 1, "expected a number from 0 to 1")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("engagement-scorer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement", description="Real-time customer-engagement scorer")
+    p = argparse.ArgumentParser(prog="engagement", description="Real-time customer-engagement scorer",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("replay", help="replay a JSONL(.gz) event file through the engine (SPEC §8)")
+
+    def command(name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=kwargs.pop("description", summary),
+                              epilog=settings_epilog(name), formatter_class=HelpFormatter, **kwargs)
+
+    r = command("replay", "replay a JSONL(.gz) event file through the engine (SPEC §8)",
+                description="Replay a JSONL(.gz) event file through the engine (SPEC §8) and write the "
+                            "JSON document. Exit status: 0 done; 2 bad usage, an unreadable file or a "
+                            "bad --as-of; 3 no event applied and some line rejected (the wrong file?).")
     r.add_argument("events", help="events file (.jsonl, .jsonl.gz) or - for stdin")
     r.add_argument("--as-of", dest="as_of", help="RFC 3339 instant to read scores at (default: final watermark)")
-    r.add_argument("--out", help="write the JSON document here instead of stdout")
-    r.add_argument("--summary", action="store_true", help="print KPIs and tiers as a table instead of JSON")
+    r.add_argument("--out", help="write the JSON document to this file (checked before the replay) "
+                                 "instead of stdout")
+    r.add_argument("--summary", action="store_true",
+                   help="print KPIs, tiers and rejections by reason as a table on stdout instead of the JSON "
+                        "(with --out, the document still goes to the file)")
     r.set_defaults(func=cmd_replay)
-    w = sub.add_parser("worker", help="run a scoring worker (ENGAGEMENT_* settings; bundled broker if none)")
+    w = command("worker", "run a scoring worker (ENGAGEMENT_* settings; bundled broker if none)")
     w.set_defaults(func=cmd_worker)
-    pr = sub.add_parser("produce", help="produce a JSONL(.gz) file to the input topics")
-    pr.add_argument("file")
-    pr.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    pr = command("produce", "produce a JSONL(.gz) file to the input topics")
+    pr.add_argument("file", help="events file (.jsonl, .jsonl.gz) or - for stdin")
+    pr.add_argument("--rate", type=positive_float, default=None,
+                    help="events per second (default: as fast as possible)")
     pr.set_defaults(func=cmd_produce)
-    si = sub.add_parser("simulate", help="produce realistic live traffic")
-    si.add_argument("--customers", type=int, default=1000)
-    si.add_argument("--rate", type=float, default=200.0)
-    si.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    si.add_argument("--seed", type=int, default=7)
-    si.add_argument("--bad-rate", dest="bad_rate", type=float, default=0.01)
-    si.add_argument("--speed", type=float, default=1.0, help="event time runs this many times faster than real time")
+    si = command("simulate", "produce realistic live traffic")
+    si.add_argument("--customers", type=positive_int, default=1000, help="customers in the simulated population")
+    si.add_argument("--rate", type=positive_float, default=200.0, help="events per second")
+    si.add_argument("--duration", type=positive_float, default=None, help="seconds (default: until Ctrl-C)")
+    si.add_argument("--seed", type=int, default=7, help="random seed (the same seed, the same traffic)")
+    si.add_argument("--bad-rate", dest="bad_rate", type=fraction, default=0.01,
+                    help="share of deliberately invalid events, from 0 to 1")
+    si.add_argument("--speed", type=positive_float, default=1.0,
+                    help="event time runs this many times faster than real time")
     si.set_defaults(func=cmd_simulate)
-    er = sub.add_parser("erase", help="request the erasure of customers (SPEC §9; docs/PRIVACY.md)",
-                        description="Send one customer_erased event per customer id to the privacy "
-                                    "topic; prints each event sent as a JSON line.")
-    er.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    er = command("erase", "request the erasure of customers (SPEC §9; docs/PRIVACY.md)",
+                 description="Send one customer_erased event per customer id to the privacy "
+                             "topic; prints each event sent as a JSON line.")
+    er.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID", help="a customer id to erase")
     er.set_defaults(func=cmd_erase)
-    au = sub.add_parser("audit", help="replay the re-keyed topic and compare with the published outputs")
+    au = command("audit", "replay the re-keyed topic and compare with the published outputs")
     au.set_defaults(func=cmd_audit)
-    de = sub.add_parser("demo", help="bundled broker + worker + simulator with a live view")
-    de.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    de.add_argument("--customers", type=int, default=500)
-    de.add_argument("--rate", type=float, default=300.0)
+    de = command("demo", "bundled broker + worker + simulator with a live view")
+    de.add_argument("--duration", type=positive_float, default=None, help="seconds (default: until Ctrl-C)")
+    de.add_argument("--customers", type=positive_int, default=500, help="customers in the simulated population")
+    de.add_argument("--rate", type=positive_float, default=300.0, help="events per second")
     de.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for warning in unknown_variable_warnings():  # a misspelt name, which nothing would read
+        print(f"engagement: warning: {warning}", file=sys.stderr)
     try:
+        if COMMAND_SETTINGS.get(args.command, ALL_SETTINGS):  # demo reads none
+            from stream_app.config import Settings
+
+            Settings.from_env()  # every bad ENGAGEMENT_* value is refused here, at start
         return int(args.func(args))
     except KeyboardInterrupt:
         print(f"engagement {args.command}: interrupted", file=sys.stderr)
         return 130
     except SettingsError as exc:  # a bad ENGAGEMENT_* value: say which, no traceback
-        print(f"engagement {args.command}: {exc}", file=sys.stderr)
+        print(f"engagement {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader (`| head`) left: stop quietly, as Unix tools do

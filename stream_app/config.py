@@ -6,8 +6,10 @@ bundled broker answers JoinGroup only after half the session timeout (NOTES-brok
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -15,6 +17,9 @@ from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 
 ROLES = ("all", "ingest", "score")
+#: ENGAGEMENT_LOG_LEVEL (any case; `warn` means `warning`) and ENGAGEMENT_LOG_FORMAT
+LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -90,8 +95,14 @@ class Settings:
             raise SettingsError("ENGAGEMENT_PARTITIONS must be at least 1")
         if self.role not in ROLES:
             raise SettingsError(f"ENGAGEMENT_ROLE={self.role!r}: use one of {', '.join(ROLES)}")
+        level = self.log_level.lower()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"ENGAGEMENT_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        object.__setattr__(self, "log_level", "warning" if level == "warn" else level)  # one spelling
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise SettingsError(f"ENGAGEMENT_LOG_FORMAT={self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
+        object.__setattr__(self, "log_format", self.log_format.lower())
         self.engine_config()  # an invalid engine number fails here, at start
-
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -213,7 +224,42 @@ def env_table() -> list[tuple[str, str, str]]:
              type(f.default).__name__) for f in fields(Settings)]
 
 
-__all__ = ["Settings", "env_table", "parse_tier_bounds"]
+#: ENGAGEMENT_* variables read elsewhere, not settings: the engine's import (compiled.PURE_ENV),
+#: the chaos suite's crash points (stream/failpoints.py) and the demo test's process marker
+OTHER_VARIABLES = ("ENGAGEMENT_PURE_PYTHON", "ENGAGEMENT_FAILPOINT", "ENGAGEMENT_DEMO_TEST_MARKER")
+
+
+def known_variables() -> tuple[str, ...]:
+    return (*(name for name, _, _ in env_table()), *OTHER_VARIABLES)
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ENGAGEMENT_* variable that nothing reads (a misspelling), with the nearest name."""
+    env = os.environ if environ is None else environ
+    known = known_variables()
+    lines = []
+    for name in sorted(env):
+        if name.startswith("ENGAGEMENT_") and name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            lines.append(f"unknown setting {name}{hint}")
+    return lines
+
+
+# -- which settings a command reads (its --help lists them, with their defaults) ----------------
+#: the connection to Kafka (stream/kafka_io.py: client_options)
+KAFKA_SETTINGS = ("broker", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                  "ssl_cafile")
+#: the engine's numbers (`Settings.engine_config`)
+ENGINE_SETTINGS = tuple(dict.fromkeys(_SETTING_OF_ENGINE_FIELD.values()))
+#: the topics `produce` and `simulate` write to (`Settings.input_topics`)
+INPUT_TOPIC_SETTINGS = ("topic_orders", "topic_clicks", "topic_social", "topic_privacy")
+#: the topics `audit` reads back (and compares with a replay of topic_events)
+OUTPUT_TOPIC_SETTINGS = ("topic_events", "topic_scores", "topic_tier_changes", "topic_alerts", "topic_kpis")
+ALL_SETTINGS = tuple(f.name for f in fields(Settings))
+
+
+__all__ = ["Settings", "env_table", "parse_tier_bounds", "unknown_variable_warnings"]
 
 #: The bundled broker's profile: it answers JoinGroup only after half the session timeout and
 #: holds every fetch for its full wait (NOTES-broker.md), so the embedded mode, the demo, the tests

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO, NamedTuple
 
@@ -101,6 +102,19 @@ def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         if not line.strip():
             continue
         yield number, line
+
+
+#: what reading an events file can raise partway through: a truncated or corrupt gzip stream
+#: (EOFError, zlib.error, gzip.BadGzipFile) or an I/O error
+READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def read_error(path: str, exc: BaseException, after_line: int) -> InputError:
+    """The InputError for one of READ_ERRORS raised after `after_line` lines were read."""
+    where = f"after line {after_line}" if after_line else "at the start"
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return InputError(f"{path}: truncated or corrupt gzip data ({where})")
+    return InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc} ({where})")
 
 
 def open_events(path: str) -> BinaryIO:

@@ -10,7 +10,7 @@ import orjson
 
 from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, format_instant, format_optional, parse_rfc3339
-from stream_app.lines import InputError, decode_line, iter_lines, open_events
+from stream_app.lines import READ_ERRORS, InputError, decode_line, iter_lines, open_events, read_error
 from stream_app.validation import MAX_MESSAGE_BYTES, Rejection, validate_object
 
 ReplayError = InputError  # the name the CLI and users know
@@ -34,29 +34,34 @@ class Replay:
         self.topic_names = topic_names
         self.unit = Unit(config)
         self.dead_letters: list[dict[str, Any]] = []
+        self.last_line = 0
 
     def feed(self, numbered: Iterable[tuple[int, bytes]]) -> None:
         unit, cfg, names = self.unit, self.config, self.topic_names
         dead = self.dead_letters
         loads, currency, tolerance = orjson.loads, cfg.currency, cfg.future_tolerance
-        for number, raw in numbered:
-            # Fast path for the common line (a plain event object: non-null `type`, so never a
-            # wrapper, and no received time to check); anything else takes the full decode_line
-            # route (wrappers and their `received_at`), which gives the same result.
-            ev: Any = None
-            if len(raw) <= MAX_MESSAGE_BYTES:
-                try:
-                    obj = loads(raw)
-                except orjson.JSONDecodeError:
-                    obj = None
-                if type(obj) is dict and obj.get("type") is not None:
-                    ev = validate_object(obj, None, currency)
-            if ev is None:
-                ev = decode_line(raw, names, currency, tolerance)
-            if type(ev) is Rejection:
-                dead.append({"line": number, "reason": ev.reason, "field": ev.field, "message": ev.message})
-            else:
-                unit.offer(ev)  # an Event: every other outcome is a Rejection
+        number = 0
+        try:
+            for number, raw in numbered:
+                # Fast path for the common line (a plain event object: non-null `type`, so never a
+                # wrapper, and no received time to check); anything else takes the full decode_line
+                # route (wrappers and their `received_at`), which gives the same result.
+                ev: Any = None
+                if len(raw) <= MAX_MESSAGE_BYTES:
+                    try:
+                        obj = loads(raw)
+                    except orjson.JSONDecodeError:
+                        obj = None
+                    if type(obj) is dict and obj.get("type") is not None:
+                        ev = validate_object(obj, None, currency)
+                if ev is None:
+                    ev = decode_line(raw, names, currency, tolerance)
+                if type(ev) is Rejection:
+                    dead.append({"line": number, "reason": ev.reason, "field": ev.field, "message": ev.message})
+                else:
+                    unit.offer(ev)  # an Event: every other outcome is a Rejection
+        finally:
+            self.last_line = number  # the last line read: where a truncated file stopped
 
     def document(self, as_of: int | None = None) -> dict[str, Any]:
         unit = self.unit
@@ -97,8 +102,8 @@ def replay_file(path: str, as_of: str | None = None,
     r = Replay(config)
     try:
         r.feed(iter_lines(stream))
-    except OSError as exc:  # e.g. a truncated gzip file
-        raise ReplayError(f"cannot read {path}: {exc}") from None
+    except READ_ERRORS as exc:  # e.g. a truncated gzip file
+        raise read_error(path, exc, r.last_line) from None
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import socket
+import sys
 
 from stream_app.config import EMBEDDED_PROFILE, Settings
 
 log = logging.getLogger("stream_app.worker")
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether another process listens on (host, port): a bind as the web server makes it fails.
+
+    SO_REUSEADDR as aiohttp sets it, so a port left in TIME_WAIT by a stopped worker is free. Other
+    failures (a name that does not resolve here, no permission) are left to the web server."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    return False
+
+
 def run_worker(settings: Settings) -> int:
+    bind = settings.web_bind or settings.web_host
+    if port_taken(bind, settings.web_port):  # before any broker or Kafka work: fail fast
+        print(f"engagement worker: error: port {settings.web_port} on {bind} is already in use (another "
+              "worker?); set ENGAGEMENT_WEB_PORT to a free port", file=sys.stderr)
+        return 2
     import faust
 
     from stream_app.broker import EmbeddedBroker
