@@ -1,7 +1,7 @@
 """One settings object from `ENGAGEMENT_*` environment variables (the README's table lists them).
 
 Production defaults; the embedded broker mode and the tests use short group timeouts because the
-bundled broker answers JoinGroup only after half the session timeout (NOTES-broker.md).
+bundled broker answers JoinGroup only after half the session timeout (docs/BROKER.md).
 """
 
 from __future__ import annotations
@@ -262,6 +262,6 @@ ALL_SETTINGS = tuple(f.name for f in fields(Settings))
 __all__ = ["Settings", "env_table", "parse_tier_bounds", "unknown_variable_warnings"]
 
 #: The bundled broker's profile: it answers JoinGroup only after half the session timeout and
-#: holds every fetch for its full wait (NOTES-broker.md), so the embedded mode, the demo, the tests
+#: holds every fetch for its full wait (docs/BROKER.md), so the embedded mode, the demo, the tests
 #: and the bench all use these. Apply with `dataclasses.replace(settings, **EMBEDDED_PROFILE)`.
 EMBEDDED_PROFILE: dict[str, Any] = {"session_timeout_s": 2.0, "heartbeat_interval_s": 0.5, "fetch_max_wait_ms": 50}

@@ -228,12 +228,14 @@ def _tier_section(st: DemoState) -> list[str]:
 def _kpi_section(st: DemoState, width: int) -> list[str]:
     if st.kpis is None:
         return ["store KPIs: waiting for the worker ..."]
-    cells = [f"{name:<28} {value:>10}" for name, value in _kpi_pairs(st.kpis) + _engagement_pairs(st.kpis)]
+    pairs = _kpi_pairs(st.kpis) + _engagement_pairs(st.kpis)
+    names, values = (max(len(p[i]) for p in pairs) for i in (0, 1))
+    cells = [f"{name:<{names}} {value:>{values}}" for name, value in pairs]
     lines = [f"store KPIs (365-day window, as of {st.kpis.get('as_of') or 'n/a'})"]
-    if width >= 2 * (len(cells[0]) + 2) + 1:  # two columns where they fit (an 80-column terminal)
+    if 1 + 2 * len(cells[0]) + 2 < width:  # two columns where they fit (an 80-column terminal)
         half = (len(cells) + 1) // 2
         for left, right in itertools.zip_longest(cells[:half], cells[half:], fillvalue=""):
-            lines.append(f"  {left}  {right}".rstrip())
+            lines.append(f" {left}  {right}".rstrip())
     else:
         lines += [f"  {cell}" for cell in cells]
     return lines

@@ -93,6 +93,8 @@ def test_full_view_fits_the_terminal_and_keeps_every_counter(width: int, height:
     assert any(line.startswith("event time runs 1 h/s, now 2023-11-14 ") for line in view), view
     assert any(line.startswith("unexpected dead letters: invalid_field occurred_at 60,000, invalid_json - 1") for line in view), view
     assert ["bronze", "0", "0.0", "%"] in [line.split() for line in view]
+    assert any(line.startswith("store KPIs (365-day window") for line in view), view
+    assert ["revenue", "30.00", "NPS", "+12.5"] in [line.split() for line in view]
     assert "latest alerts" in view  # shortened to fit, not dropped, at 80 × 24
     if height >= 50:
         assert "latest scores" in view and len([x for x in view if "abandoned_cart" in x]) == 5
