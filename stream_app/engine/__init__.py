@@ -1,4 +1,4 @@
-"""The pure scoring engine: no Faust, Kafka, Prometheus, clocks or I/O (DESIGN.md).
+"""The pure scoring engine: no Faust, Kafka, Prometheus, clocks or I/O (docs/DESIGN.md).
 
 Compiled with mypyc by the build when it can be (setup.py); `COMPILED` says which this process
 runs and `ENGINE_BUILD` why. The choice is made before the first engine import below.

@@ -192,7 +192,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
 class BatchSender:
     """Collects records per (topic, partition) and sends each group as few record batches.
 
-    Skipping the per-message send queue is what makes the stream fast (NOTES-broker.md).
+    Skipping the per-message send queue is what makes the stream fast (docs/BROKER.md).
     `max_records` caps the records of one record batch (0: as many as fit), which the chaos suite
     uses to make one partition's state span several batches.
     """
@@ -257,7 +257,7 @@ async def read_topic(settings: Settings, topic: str, idle_ms: int = 1500,
     """Every record of every partition of `topic`, in offset order, up to the high-water mark.
 
     Uses the high-water mark from fetch responses, not ListOffsets (which reads low on the
-    bundled broker, NOTES-broker.md), and stops after `idle_ms` without records once every
+    bundled broker, docs/BROKER.md), and stops after `idle_ms` without records once every
     partition is at its high-water mark.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",

@@ -28,7 +28,7 @@ async def read_changelog(consumer: AIOKafkaConsumer, topic: str, replayers: dict
     """Feed each partition's replayer every record after its offset, up to the high-water mark.
 
     The high-water mark comes from fetch responses: the bundled broker's ListOffsets answers the
-    start of the last record batch (NOTES-broker.md). Returns the partitions whose local offset
+    start of the last record batch (docs/BROKER.md). Returns the partitions whose local offset
     the topic does not have (recreated, or cut by retention): their local copy cannot be used.
     """
     tps = {TopicPartition(topic, p): r for p, r in replayers.items()}
