@@ -176,6 +176,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return audit_main(settings)
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from stream_app.tail import tail_main
+
+    settings = _broker_settings("tail")
+    if settings is None:
+        return 2
+    return tail_main(settings, args.topic, from_beginning=args.from_beginning, follow=not args.no_follow,
+                     key=args.key, limit=args.n)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream_app.demo import run_demo
 
@@ -304,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     er.set_defaults(func=cmd_erase)
     au = command("audit", "replay the re-keyed topic and compare with the published outputs")
     au.set_defaults(func=cmd_audit)
+    ta = command("tail", "print a topic's records as JSON lines",
+                 description="Print a topic's records as JSON lines {topic, partition, offset, timestamp, "
+                             "key, value}: the value parsed when it is JSON, null for a tombstone. Follows "
+                             "new records until Ctrl-C. Exit status 2: no ENGAGEMENT_BROKER, or no such topic.")
+    ta.add_argument("topic", metavar="TOPIC",
+                    help="a topic name, or orders, clicks, social, privacy, events, scores, tier-changes, "
+                         "alerts, kpis, dead-letter (the configured ENGAGEMENT_TOPIC_*)")
+    ta.add_argument("--from-beginning", dest="from_beginning", action="store_true",
+                    help="start at each partition's first record (default: at the end, new records only)")
+    ta.add_argument("--no-follow", dest="no_follow", action="store_true",
+                    help="stop at the end of the topic instead of waiting for new records")
+    ta.add_argument("--key", metavar="ID", default=None, help="only the records with this key (a customer id)")
+    ta.add_argument("-n", type=positive_int, default=None, metavar="N", help="stop after printing N records")
+    ta.set_defaults(func=cmd_tail)
     de = command("demo", "bundled broker + worker + simulator with a live view")
     de.add_argument("--duration", type=positive_float, default=None, help="seconds (default: until Ctrl-C)")
     de.add_argument("--customers", type=positive_int, default=500, help="customers in the simulated population")

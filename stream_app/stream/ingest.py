@@ -23,6 +23,7 @@ from aiokafka.errors import CommitFailedError
 
 from stream_app.config import Settings
 from stream_app.lines import encode_rekeyed
+from stream_app.logs import CountSummary
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import BatchSender, consumer_options, partition_for
 from stream_app.stream.metrics import Metrics
@@ -51,6 +52,10 @@ class Ingest:
         self.fatal = fatal
         #: SPEC §1: an event dated more than this (µs) after its Kafka timestamp is invalid
         self.future_tolerance = settings.engine_config().future_tolerance
+        #: one WARNING per 10 s at most, with counts by reason (never ids or payloads)
+        self.dead_letters = CountSummary(log, "ingest: {n} events dead-lettered")
+        #: called once the ingest consumer has started (the "ready" line of an ingest-only worker)
+        self.on_started: Callable[[], None] | None = None
 
     async def run(self, producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
         """Validate and re-key the input topics with a plain aiokafka consumer group.
@@ -67,17 +72,17 @@ class Ingest:
         await consumer.start()
         try:
             out = await producer()
+            if self.on_started is not None:
+                self.on_started()
             while True:
+                self.dead_letters.tick()
                 batches = await consumer.getmany(timeout_ms=50, max_records=s.batch_size * 5)
                 if not batches:
                     continue
                 t0 = time.perf_counter()
                 sender = BatchSender(out)
-                burst = sum(self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
-                            for tp, records in batches.items())
-                if burst:
-                    log.warning("dead-lettered %d of %d messages in one batch", burst,
-                                sum(len(r) for r in batches.values()))
+                for tp, records in batches.items():
+                    self.ingest_records(short_of[tp.topic], tp.topic, tp.partition, records, sender)
                 await sender.flush()
                 failpoints.hit("ingest_after_send")
                 try:
@@ -97,6 +102,7 @@ class Ingest:
         except Exception as exc:  # noqa: BLE001 - a bug; see Scorer.fatal()
             self.fatal(exc)
         finally:
+            self.dead_letters.flush()
             await consumer.stop()
 
     def ingest_records(self, short: str, topic_name: str, partition: int, records: list[Any],
@@ -118,6 +124,7 @@ class Ingest:
                 rejected += 1
                 self.metrics.events.labels(topic=short, outcome="rejected").inc()
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
+                self.dead_letters.add(result.reason)
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
             sender.add(s.topic_events, partition_for(key, s.partitions), key, encode_rekeyed(result))  # type: ignore[arg-type]

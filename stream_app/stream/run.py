@@ -39,15 +39,12 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from stream_app.broker import EmbeddedBroker
+    from stream_app.logs import configure, logging_config
     from stream_app.stream.kafka_io import ensure_topics
     from stream_app.stream.worker import Scorer
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if settings.log_format == "json":
-        from stream_app.logs import JsonFormatter
-
-        for handler in logging.root.handlers:
-            handler.setFormatter(JsonFormatter())
+    # one handler and format for every line; Faust's Worker sets up the same config again below
+    configure(settings.log_level, settings.log_format)
     from stream_app.engine import ENGINE_BUILD
 
     log.info("engine: %s", ENGINE_BUILD)  # compiled, or interpreted and why (README: Development)
@@ -63,8 +60,6 @@ def run_worker(settings: Settings) -> int:
             log.info("created %d topics", len(created))
         asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run left none for Faust
         scorer = Scorer(settings)
-        from stream_app.logs import logging_config
-
         worker = faust.Worker(scorer.app, loglevel=settings.log_level, quiet=True,
                               logging_config=logging_config(settings.log_level, settings.log_format))
         worker.execute_from_commandline()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from aiokafka.errors import KafkaError
 
 from stream_app.config import Settings
 from stream_app.engine import EngineConfig
+from stream_app.logs import CountSummary
 from stream_app.stream import failpoints
 from stream_app.stream.assignor import OwnerAssignor
 from stream_app.stream.ingest import dead_letter
@@ -82,6 +84,11 @@ class Scoring:
         #: partials go out at most every `kpi_partial_interval_ms`, not with every batch
         self._kpi_dirty: set[int] = set()
         self._kpi_sent_at = 0.0
+        #: called with the owned partitions when this worker becomes ready (and True), and again
+        #: (and False) when a rebalance changes them: the worker's "ready" log line
+        self.on_ready: Callable[[list[int], bool], None] | None = None
+        self._announced: list[int] | None = None
+        self.dead_letters = CountSummary(log, "scoring: {n} re-keyed events dead-lettered")
 
     @property
     def ready(self) -> bool:
@@ -144,9 +151,22 @@ class Scoring:
                             await self.commit_batch(done, producer, t0)
                     await self._publish_kpi_partials(producer)
                 await self._commit_offsets()
+                if self.ready:
+                    self._announce()
+                self.dead_letters.tick()
         finally:
+            self.dead_letters.flush()
             await restorer.stop()
             await consumer.stop()
+
+    def _announce(self) -> None:
+        """Tell `on_ready` the owned partitions, once per distinct set."""
+        parts = sorted(self.processors)
+        if parts != self._announced:
+            first = self._announced is None
+            self._announced = parts
+            if self.on_ready is not None:
+                self.on_ready(parts, first)
 
     async def restore_pending(self, restorer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         """Restore every newly assigned partition, then resume each at its unit offset + 1."""
@@ -241,6 +261,7 @@ class Scoring:
                 outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))
         for offset, rejection, raw in out.rejected:
             outputs.add(s.topic_dead_letter, p, None, dead_letter(rejection, s.topic_events, p, offset, raw))
+            self.dead_letters.add(rejection.reason)
         if out.kpis_changed:
             self._kpi_dirty.add(p)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import Collection
 from typing import Any, Protocol
 
@@ -28,6 +29,8 @@ ROUTED_HEADER = "X-Engagement-Routed"
 #: answered without a token: the kubelet's probes and Prometheus carry none
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = "engagement-scorer"
+
+log = logging.getLogger("stream_app.web")
 
 __all__ = ["OPEN_PATHS", "ROUTED_HEADER", "WorkerView", "bearer_ok", "register_views"]
 
@@ -107,6 +110,8 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
     def reply(view: View, status: int, body: Any) -> Response:
         return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
 
+    # First, so it is the outermost: every error answer is JSON, an unknown route's included.
+    add_web_middleware(app, _json_errors)
     if token is not None:
         # Deny by default: a middleware sees every route, Faust's own blueprints (/router, /stats,
         # ...) and any later page included, so none is left open by forgetting a check.
@@ -160,6 +165,32 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
 
     _ = (CustomerView, KpiView, HealthView, ReadyView, MetricsView)
     return forwarder
+
+
+@aiohttp.web.middleware
+async def _json_errors(request: aiohttp.web.Request, handler: Any) -> aiohttp.web.StreamResponse:
+    """aiohttp middleware: the router's and aiohttp's error answers (404 for an unknown route, 405
+    for a method a route does not serve, ...) as JSON `{"error": ...}` like the API's own, and an
+    unexpected exception as a JSON 500 (logged with the route's pattern, never the path)."""
+    try:
+        return await handler(request)
+    except aiohttp.web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # a redirect is not an error
+        if exc.status == 404:
+            message = f"not found: {request.path}"
+        elif exc.status == 405:
+            message = f"method not allowed: {request.method}"
+        else:
+            message = (exc.reason or "error").lower()
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
+        return aiohttp.web.json_response({"error": message}, status=exc.status, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - answered as JSON; the traceback goes to the log
+        resource = request.match_info.route.resource  # the route's pattern: a path may hold a customer id
+        log.exception("error answering %s %s", request.method, resource.canonical if resource else "?")
+        return aiohttp.web.json_response({"error": "internal server error"}, status=500)
 
 
 def _require_token(token: str) -> Any:

@@ -67,6 +67,10 @@ class Scorer:
         self.store = open_store(s.store, s.data_dir)
         self.scoring = Scoring(s, self.engine_config, self.metrics, self.store)
         self.ingest = Ingest(s, self.metrics, self.fatal)
+        self.scoring.on_ready = self._log_ready
+        if s.role == "ingest":  # ready as soon as it reads; it scores no partitions
+            self.ingest.on_started = lambda: log.info("ready: %s, role ingest (no partitions scored)",
+                                                      self.where())
         self.kpis = StoreKpis(s, self.metrics, self.engine_config)
         self._producer: AIOKafkaProducer | None = None
         self.api_token = s.read_api_token()  # a bad token file fails here, at start
@@ -99,6 +103,21 @@ class Scorer:
         log.critical("fatal error in the scoring pipeline: %r", exc, exc_info=exc)
         logging.shutdown()
         os._exit(70)
+
+    def where(self) -> str:
+        """`broker kafka://..., HTTP http://host:port` for the log (no credentials)."""
+        s = self.settings
+        bind = s.web_bind or s.web_host
+        http = f"http://{s.web_host}:{s.web_port}"
+        if bind != s.web_host:
+            http += f" (listening on {bind}:{s.web_port})"
+        return f"broker {public_broker_url(s.broker)}, HTTP {http}"
+
+    def _log_ready(self, partitions: list[int], first: bool) -> None:
+        """The one INFO line that says the worker is ready, and again when a rebalance changes its
+        partitions."""
+        log.info("ready%s: %s, partitions %s of %s", "" if first else " (partitions changed)", self.where(),
+                 partitions, self.settings.topic_events)
 
     # -- wiring ------------------------------------------------------------------------------
     def _register(self) -> None:
@@ -165,6 +184,17 @@ class Scorer:
     def metrics_registry(self) -> CollectorRegistry:
         self.metrics.set_tier_counts(self.processors)  # a revoke since the last batch
         return self.metrics.registry
+
+
+def public_broker_url(broker: str) -> str:
+    """The broker list without any `user:password@` part (credentials belong in the SASL settings)."""
+    urls = []
+    for url in broker.split(","):
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "", url
+        urls.append(scheme + sep + rest.rpartition("@")[2])
+    return ",".join(urls)
 
 
 def is_loopback(host: str) -> bool:

@@ -26,7 +26,9 @@ def test_json_formatter_includes_exceptions() -> None:
     assert "ValueError: boom" in orjson.loads(JsonFormatter().format(rec))["exc"]
 
 
-def test_text_format_leaves_faust_logging_alone() -> None:
-    assert logging_config("info", "text") is None
+def test_both_formats_replace_faust_logging_with_ours() -> None:
+    # text too: Faust's own setup would otherwise print a second format (tests/unit/test_worker_logs.py)
+    assert logging_config("info", "text")["formatters"]["default"]["()"] == "stream_app.logs.TextFormatter"
     cfg = logging_config("warning", "json")
-    assert cfg is not None and cfg["root"]["level"] == "WARNING"
+    assert cfg["root"]["level"] == "WARNING"
+    assert cfg["formatters"]["default"]["()"] == "stream_app.logs.JsonFormatter"
