@@ -240,6 +240,11 @@ def add_message_bucket(c: Customer, day: SharedInt, index: int, window_days: int
 
 
 def add_activity_bucket(c: Customer, day: SharedInt, clicks: int, social: int, window_days: int) -> None:
+    b = c.activity_buckets
+    if b and b[-3] == day:  # the common case: the day's bucket is the latest one
+        b[-2] += clicks
+        b[-1] += social
+        return
     add_to_buckets(c.activity_buckets, day, (clicks, social), day_of(c.t_ref) - (window_days - 1))
 
 

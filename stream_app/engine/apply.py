@@ -1,0 +1,289 @@
+"""Applying one event (SPEC §3–§6, §9): what an event does to its unit, once the unit has decided
+that it applies (dedupe) and when (watermark, due work: `unit.py`, whose `Unit` extends `Scoring`).
+
+`Scoring.apply` is the whole path of an event. The type's rule adds it to the store KPIs (SPEC §7);
+then, for an identified customer, the common part: the decayed score S and the counts (SPEC §3),
+the activity (last_activity_at and channels, SPEC §1) and the message counts; then the rule's own
+part (orders, refunds, clicks, social, sends), the tier rule (SPEC §5), the rule's alert (SPEC §6)
+and the customer's place in the sweep index. A rule is one small class per kind of type, found by
+type in the table `type_rules` builds: compiled with mypyc, choosing it is one dict lookup and its
+methods are direct (vtable) calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+from stream_app.engine.alerts import checkout, negative_feedback
+from stream_app.engine.channels import Channels, forget_channels, touch_channel
+from stream_app.engine.clock import DAY, SharedInt
+from stream_app.engine.config import SILVER, EngineConfig
+from stream_app.engine.customer import LN2, Customer, add_activity_bucket, add_message_bucket, add_order_bucket
+from stream_app.engine.events import (
+    CHECKOUT_STARTED,
+    CLICKS,
+    CUSTOMER_ERASED,
+    FIXED_WEIGHTS,
+    MESSAGE_COUNTS,
+    NOT_ACTIVITY,
+    ORDER_PLACED,
+    ORDER_REFUNDED,
+    ORDERS,
+    REVIEW,
+    SURVEY_RESPONSE,
+    TOPIC_OF_TYPE,
+    Event,
+    channel_of,
+    points,
+    weight,
+)
+from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, KpiPartial
+from stream_app.engine.sweeps import next_due_day
+from stream_app.engine.tiers import TierRule, tier_change
+
+
+# -- the rules: one class per kind of type ----------------------------------------------------------
+class TypeRule:
+    """A type's fixed facts, and what it does beyond the common part. This base is the rule of the
+    *_sent types: a message count, and nothing of the customer's own."""
+
+    def __init__(self, etype: str, channel: str | None) -> None:
+        self.weight = FIXED_WEIGHTS.get(etype, 0.0)
+        #: index of its count in a message bucket (MESSAGE_FIELDS order); -1: not a message count
+        self.message = MESSAGE_FIELDS.index("_".join(MESSAGE_COUNTS[etype])) if etype in MESSAGE_COUNTS else -1
+        self.channel = channel  # the type's own channel when the event names none (canonical)
+        self.activity = etype not in NOT_ACTIVITY  # moves last_activity_at and the channels
+
+    def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
+        """Add the event to the store KPIs; return its weight w in the score (SPEC §3)."""
+        if self.message >= 0:
+            kpis.add_message(day, self.message)
+        return self.weight
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        """The type's own effect on its customer, after the common part."""
+
+    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> dict[str, Any] | None:
+        """The alert the event raises after its tier evaluation, if any."""
+        return None
+
+
+class Click(TypeRule):
+    """A clicks-topic activity event: one more click in its day's activity bucket."""
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        add_activity_bucket(c, day, 1, 0, u.config.activity_window_days)
+
+
+class Checkout(Click):
+    """checkout_started: a click that also (re)starts the abandoned-cart timer (SPEC §6)."""
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        add_activity_bucket(c, day, 1, 0, u.config.activity_window_days)
+        timer = checkout(c, ev, u.config.cart_timeout)
+        if timer is not None:
+            heapq.heappush(u.timers, (timer.deadline, c.customer_id))
+
+
+class Social(TypeRule):
+    """A social-topic event: its points, and one more in its day's social count."""
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        c.points += points(ev)
+        add_activity_bucket(c, day, 0, 1, u.config.activity_window_days)
+
+
+class Review(Social):
+    def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
+        kpis.add_review(day, ev.rating)  # type: ignore[arg-type]
+        return self.weight
+
+    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> dict[str, Any] | None:
+        return negative_feedback(c, ev, cfg)
+
+
+class Survey(Review):
+    def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
+        kpis.add_survey(day, ev.nps)  # type: ignore[arg-type]
+        return self.weight
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        c.points += points(ev)
+        add_activity_bucket(c, day, 0, 1, u.config.activity_window_days)
+        if c.last_nps_at is None or ev.occurred_at >= c.last_nps_at:
+            c.last_nps, c.last_nps_at = ev.nps, at  # the later in processing order on a tie
+
+
+class Order(TypeRule):
+    def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
+        kpis.add_order(day, ev.guest, ev.customer_id is not None, ev.amount)
+        return weight(ev)
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        t = ev.occurred_at
+        amount = ev.amount
+        c.points += points(ev)
+        c.orders_total += 1
+        c.revenue_total += amount
+        if c.first_order_at is None or t < c.first_order_at:
+            c.first_order_at = at
+        if c.last_order_at is None or t > c.last_order_at:
+            c.last_order_at = at
+        add_order_bucket(c, day, 1, 1 if ev.guest else 0, amount, u.config.order_window_days)
+        c.top_order_days = u.kpis.add_order_day(c.top_order_days, day)
+        cart = c.cart
+        if cart is not None and cart.checkout_at <= t <= cart.deadline:
+            c.cart = None  # the order completes the checkout: cancel the timer
+        if c.latest_checkout_at is None or t >= c.latest_checkout_at:
+            c.order_instants.append(t)
+
+
+class Refund(TypeRule):
+    def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
+        kpis.add_refund(day, ev.amount)
+        return weight(ev)
+
+    def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
+        c.points += points(ev)
+        c.revenue_total -= ev.amount
+        add_order_bucket(c, day, 0, 0, -ev.amount, u.config.order_window_days)
+
+
+_SPECIAL: dict[str, type[TypeRule]] = {
+    ORDER_PLACED: Order, ORDER_REFUNDED: Refund, CHECKOUT_STARTED: Checkout, REVIEW: Review,
+    SURVEY_RESPONSE: Survey,
+}
+
+
+def type_rules(config: EngineConfig, channels: Channels) -> dict[str, TypeRule]:
+    """Every applicable type (customer_erased aside: `erase`) -> its rule."""
+    rules: dict[str, TypeRule] = {}
+    for t, topic in TOPIC_OF_TYPE.items():
+        if t == CUSTOMER_ERASED:
+            continue
+        ch = channel_of(t, None, config.channels)
+        kind = _SPECIAL.get(t) or (Social if topic != CLICKS and topic != ORDERS
+                                   else Click if t not in NOT_ACTIVITY else TypeRule)
+        rules[t] = kind(t, None if ch is None else channels.canonical[ch])
+    return rules
+
+
+# -- the state an event changes, and the common part ------------------------------------------------
+class Scoring:
+    """A unit's customers, store KPIs, due-work indexes and pending outputs, and what applying one
+    event does to them. Time (the watermark, firing timers, sweeping) is `Unit`'s."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.customers: dict[str, Customer] = {}
+        self.kpis = KpiPartial(config.order_window_days, config.activity_window_days, config.channels)
+        self.tiers = TierRule(config.tier_bounds, config.demotion_factor)
+        self.decay = -LN2 / config.half_life  # S(T) = S(t)·exp((T − t)·decay)
+        self.channels = Channels(config.channels)
+        self.rules: dict[str, TypeRule] = type_rules(config, self.channels)
+        #: (deadline, customer_id) of cart timers; stale entries are skipped when popped
+        self.timers: list[tuple[int, str]] = []
+        #: day index of a midnight -> customers that sweep must look at (may hold stale ids)
+        self.due: dict[int, list[str]] = {}
+        self.erasures = 0  # applied customer_erased events (SPEC §8 counts.erased)
+        # pending outputs: handed to the shell by `Unit.drain` only
+        self.tier_changes: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.changed: set[str] = set()  # customers touched
+        self.erased: list[str] = []
+        self.erased_tiers: list[int] = []
+
+    def apply(self, ev: Event, watermark: int) -> None:
+        """Apply an event that passed dedupe; `watermark` is the unit's (already moved past it)."""
+        cid = ev.customer_id
+        if ev.type == CUSTOMER_ERASED:
+            self.erase(cid)  # type: ignore[arg-type]
+            return
+        rule = self.rules[ev.type]
+        t = ev.occurred_at
+        day = t // DAY
+        # the instant and day as stored in the customer's fields and buckets (clock.SharedInt)
+        at: SharedInt = ev.occurred_at
+        day_obj: SharedInt = day
+        w = rule.store(self.kpis, ev, day)
+        if cid is None:
+            return  # an anonymous guest order: store KPIs only
+        c = self.customers.get(cid)
+        first = c is None
+        if c is None:
+            c = self.customers[cid] = Customer(cid, t)
+            c.s_ref = w
+        elif t <= c.t_ref:
+            c.s_ref += w * math.exp((c.t_ref - t) * self.decay)
+        else:
+            c.s_ref = c.s_ref * math.exp((t - c.t_ref) * self.decay) + w
+            c.t_ref = t
+        c.events_total += 1
+        if rule.activity:
+            la = c.last_activity
+            if la is None or t > la:
+                c.last_activity = at
+                if la is None:
+                    old_day = -1
+                else:
+                    old_day = la // DAY
+                    c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
+                if day != old_day:
+                    self.kpis.move_active(old_day, day)
+            ch = ev.channel
+            touch_channel(self.kpis, c, self.channels.of(ch) if ch else rule.channel, day_obj)
+        if rule.message >= 0:
+            add_message_bucket(c, day_obj, rule.message, self.config.activity_window_days)
+        rule.customer(self, c, ev, at, day_obj)
+        s = c.s_ref
+        if first:
+            self.set_tier(c, None, self.tiers.first(s), s, c.t_ref, "event")
+        else:
+            self.evaluate_tier(c, c.t_ref, s, "event")  # SPEC §5 at the customer's clock
+        a = rule.alert(c, ev, self.config)
+        if a is not None:
+            self.alerts.append(a)
+        if c.tier >= SILVER or c.due_day >= 0:
+            self.reschedule(c, watermark)
+        self.changed.add(cid)
+
+    def erase(self, cid: str) -> None:
+        """SPEC §9: forget the customer; the store KPIs keep it as anonymous aggregates."""
+        self.erasures += 1
+        self.erased.append(cid)
+        self.changed.discard(cid)
+        c = self.customers.pop(cid, None)
+        if c is None:
+            return
+        kpis = self.kpis
+        b = c.order_buckets
+        for i in range(0, len(b), 4):
+            if b[i + 1]:
+                kpis.forget_identified(b[i], b[i + 1])
+        kpis.move_customer(c.top_order_days, NO_ORDER_DAYS)
+        if c.last_activity is not None:
+            kpis.move_active(c.last_activity // DAY, -1)
+        forget_channels(kpis, c)
+        # its timer and sweep-index entries go stale: both look the customer up and skip it
+        self.erased_tiers.append(c.tier)
+
+    def evaluate_tier(self, c: Customer, at: int, s: float, reason: str) -> None:
+        """SPEC §5: promote or demote the customer when S at `at` crosses its tier's thresholds."""
+        new = self.tiers.change(c.tier, s)
+        if new is not None:
+            self.set_tier(c, c.tier, new, s, at, reason)
+
+    def set_tier(self, c: Customer, old: int | None, new: int, s: float, at: int, reason: str) -> None:
+        self.tier_changes.append(tier_change(c.customer_id, old, new, s, at, reason))
+        c.tier = new
+        c.tier_since = at
+
+    def reschedule(self, c: Customer, after: int) -> None:
+        """Index the customer under the first midnight > `after` when a sweep may act on it."""
+        due = next_due_day(c, after, self.tiers.demote_at, self.config)
+        if due != c.due_day:
+            c.due_day = due
+            if due >= 0:
+                self.due.setdefault(due, []).append(c.customer_id)
