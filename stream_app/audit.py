@@ -15,6 +15,7 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit, store_document
+from stream_app.engine.records import Alert, TierChange
 from stream_app.lines import decode_rekeyed
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection
@@ -45,8 +46,8 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> dict[str, Any]:
     cfg = settings.engine_config()
     records: dict[str, dict[str, Any]] = {}
-    tier_changes: dict[str, list[dict[str, Any]]] = {}
-    alerts: dict[str, list[dict[str, Any]]] = {}
+    tier_changes: dict[str, list[TierChange]] = {}
+    alerts: dict[str, list[Alert]] = {}
     parts: list[tuple[int | None, KpiPartial]] = []
     erased: set[str] = set()
     for p in sorted(partitions):
@@ -55,10 +56,11 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
             ev = decode_rekeyed(msg.value or b"", settings.input_topics, cfg.currency)
             if type(ev) is not Rejection:
                 unit.offer(ev)
-        erased.update(cid for cid in unit.drain_erased()[0] if cid not in unit.customers)
-        for tc in unit.tier_changes:
+        out = unit.drain()
+        erased.update(cid for cid in out.erased if cid not in unit.customers)
+        for tc in out.tier_changes:
             tier_changes.setdefault(tc["customer_id"], []).append(tc)
-        for a in unit.alerts:
+        for a in out.alerts:
             alerts.setdefault(a["customer_id"], []).append(a)
         for cid, c in unit.customers.items():
             records[cid] = c.snapshot(cfg)

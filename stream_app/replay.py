@@ -10,6 +10,7 @@ import orjson
 
 from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, format_instant, format_optional, parse_rfc3339
+from stream_app.engine.records import Alert, TierChange
 from stream_app.lines import READ_ERRORS, InputError, decode_line, iter_lines, open_events, read_error
 from stream_app.validation import MAX_MESSAGE_BYTES, Rejection, validate_object
 
@@ -34,6 +35,8 @@ class Replay:
         self.topic_names = topic_names
         self.unit = Unit(config)
         self.dead_letters: list[dict[str, Any]] = []
+        self.tier_changes: list[TierChange] = []
+        self.alerts: list[Alert] = []
         self.last_line = 0
 
     def feed(self, numbered: Iterable[tuple[int, bytes]]) -> None:
@@ -73,14 +76,17 @@ class Replay:
             as_of = wm
         elif wm is not None and as_of > wm:
             unit.advance(as_of)
+        out = unit.drain()
+        self.tier_changes += out.tier_changes
+        self.alerts += out.alerts
         # as_of ≥ the final watermark ≥ every customer's clock, so `read` never refuses here
         customers = {cid: unit.customers[cid].read(as_of, self.config) for cid in sorted(unit.customers)}
         return {
             "as_of": format_optional(as_of),
             "kpis": unit.kpis.document(as_of),
             "customers": customers,
-            "tier_changes": unit.tier_changes,
-            "alerts": unit.alerts,
+            "tier_changes": self.tier_changes,
+            "alerts": self.alerts,
             "counts": {"applied": unit.applied, "duplicates": unit.duplicates,
                        "rejected": len(self.dead_letters), "erased": unit.erasures},
             "dead_letters": self.dead_letters,

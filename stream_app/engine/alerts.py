@@ -15,6 +15,7 @@ from stream_app.engine.clock import DAY, format_instant
 from stream_app.engine.config import GOLD, SILVER, TIERS, EngineConfig
 from stream_app.engine.customer import CartTimer, Customer
 from stream_app.engine.events import REVIEW, Event
+from stream_app.engine.records import Alert
 
 NEGATIVE_FEEDBACK = "negative_feedback"
 ABANDONED_CART = "abandoned_cart"
@@ -28,7 +29,7 @@ def alert_id(kind: str, customer_id: str, key: str) -> str:
 
 
 def alert(kind: str, severity: str, customer_id: str, at: int, details: dict[str, Any],
-          key: str) -> dict[str, Any]:
+          key: str) -> Alert:
     """The `engagement.alerts` record; `key` and `at` tell apart alerts of one kind and customer."""
     return {
         "alert_id": alert_id(kind, customer_id, f"{key}\x1f{at}"),
@@ -40,7 +41,7 @@ def alert(kind: str, severity: str, customer_id: str, at: int, details: dict[str
     }
 
 
-def negative_feedback(c: Customer, ev: Event, cfg: EngineConfig) -> dict[str, Any] | None:
+def negative_feedback(c: Customer, ev: Event, cfg: EngineConfig) -> Alert | None:
     """A low review or survey score, unless the last one raised is within the cooldown.
     Runs after the event's tier evaluation: the severity uses the tier after the event."""
     if ev.type == REVIEW:
@@ -79,7 +80,7 @@ def checkout(c: Customer, ev: Event, timeout: int) -> CartTimer | None:
     return c.cart
 
 
-def abandoned_cart(c: Customer) -> dict[str, Any]:
+def abandoned_cart(c: Customer) -> Alert:
     """Fire the customer's pending cart timer (its deadline has passed with no order)."""
     cart: CartTimer = c.cart  # type: ignore[assignment]
     c.cart = None
@@ -89,7 +90,7 @@ def abandoned_cart(c: Customer) -> dict[str, Any]:
     }, cart.checkout_event_id)
 
 
-def churn_risk(c: Customer, midnight: int, cfg: EngineConfig) -> dict[str, Any] | None:
+def churn_risk(c: Customer, midnight: int, cfg: EngineConfig) -> Alert | None:
     """At a sweep: silver or higher and inactive for the churn period, once per inactivity spell."""
     last = c.last_activity
     if c.tier < SILVER or c.churn_alerted or last is None or last > midnight - cfg.churn_after:

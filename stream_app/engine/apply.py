@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
 
 from stream_app.engine.alerts import checkout, negative_feedback
 from stream_app.engine.channels import Channels, forget_channels, touch_channel
@@ -40,6 +39,7 @@ from stream_app.engine.events import (
     weight,
 )
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, KpiPartial
+from stream_app.engine.records import Alert, TierChange
 from stream_app.engine.sweeps import next_due_day
 from stream_app.engine.tiers import TierRule, tier_change
 
@@ -65,7 +65,7 @@ class TypeRule:
     def customer(self, u: Scoring, c: Customer, ev: Event, at: SharedInt, day: SharedInt) -> None:
         """The type's own effect on its customer, after the common part."""
 
-    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> dict[str, Any] | None:
+    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> Alert | None:
         """The alert the event raises after its tier evaluation, if any."""
         return None
 
@@ -100,7 +100,7 @@ class Review(Social):
         kpis.add_review(day, ev.rating)  # type: ignore[arg-type]
         return self.weight
 
-    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> dict[str, Any] | None:
+    def alert(self, c: Customer, ev: Event, cfg: EngineConfig) -> Alert | None:
         return negative_feedback(c, ev, cfg)
 
 
@@ -189,8 +189,8 @@ class Scoring:
         self.due: dict[int, list[str]] = {}
         self.erasures = 0  # applied customer_erased events (SPEC §8 counts.erased)
         # pending outputs: handed to the shell by `Unit.drain` only
-        self.tier_changes: list[dict[str, Any]] = []
-        self.alerts: list[dict[str, Any]] = []
+        self.tier_changes: list[TierChange] = []
+        self.alerts: list[Alert] = []
         self.changed: set[str] = set()  # customers touched
         self.erased: list[str] = []
         self.erased_tiers: list[int] = []

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 
 class RecentIds:
-    __slots__ = ("horizon", "ids", "log", "order")
+    __slots__ = ("_log", "horizon", "ids", "order")
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
@@ -20,9 +20,9 @@ class RecentIds:
         self.ids: dict[str, int] = {}
         #: (watermark at application, event_id) in application order
         self.order: deque[tuple[int, str]] = deque()
-        #: when a shell persists ids one by one: (event_id, watermark) remembered, (event_id, None)
-        #: forgotten; None when nobody listens
-        self.log: list[tuple[str, int | None]] | None = None
+        #: when a shell persists ids (`start_log`): (event_id, watermark) remembered, (event_id,
+        #: None) forgotten, since the last `take_log`; None when nobody listens
+        self._log: list[tuple[str, int | None]] | None = None
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self.ids
@@ -33,13 +33,26 @@ class RecentIds:
     def remember(self, event_id: str, watermark: int) -> None:
         self.ids[event_id] = watermark
         self.order.append((watermark, event_id))
-        if self.log is not None:
-            self.log.append((event_id, watermark))
+        if self._log is not None:
+            self._log.append((event_id, watermark))
+
+    def start_log(self) -> None:
+        """Log the ids remembered and forgotten from now on (`take_log` hands them over)."""
+        if self._log is None:
+            self._log = []
+
+    def take_log(self) -> list[tuple[str, int | None]]:
+        """The ids remembered and forgotten since the last call, in order (empty when not logging)."""
+        log = self._log
+        if log is None:
+            return []
+        self._log = []
+        return log
 
     def forget(self, watermark: int) -> int:
         """Drop the ids whose horizon `watermark` has reached; return the watermark at which the
         next one expires (so the caller can skip calling until then)."""
-        ids, order, horizon, log = self.ids, self.order, self.horizon, self.log
+        ids, order, horizon, log = self.ids, self.order, self.horizon, self._log
         while order:
             at, eid = order[0]
             if at + horizon > watermark:

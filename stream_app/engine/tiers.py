@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from stream_app.engine.clock import format_instant
 from stream_app.engine.config import BRONZE, TIERS
+from stream_app.engine.records import TierChange
 
 
 def tier_of(score: float, bounds: Sequence[float]) -> int:
@@ -51,7 +51,7 @@ class TierRule:
 
 
 def tier_change(customer_id: str, from_tier: int | None, to_tier: int, score: float, at: int,
-                reason: str) -> dict[str, Any]:
+                reason: str) -> TierChange:
     """The `engagement.tier-changes` record (SPEC §5); the published score is max(0, S)."""
     return {
         "customer_id": customer_id,

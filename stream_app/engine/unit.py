@@ -20,6 +20,7 @@ from stream_app.engine.customer import Customer
 from stream_app.engine.dedupe import RecentIds
 from stream_app.engine.events import Event
 from stream_app.engine.kpis import KpiPartial
+from stream_app.engine.records import Outputs
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -139,18 +140,17 @@ class Unit(Scoring):
         c = self.customers.get(customer_id)
         return None if c is None else c.read(as_of, self.config)
 
-    def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
-        """Hand the outputs since the last drain to the shell (erasures: `drain_erased`)."""
-        out = (self.tier_changes, self.alerts, self.changed)
-        self.tier_changes, self.alerts, self.changed = [], [], set()
+    def drain(self) -> Outputs:
+        """Hand the shell everything produced since the last drain; the unit keeps none of it."""
+        out = Outputs(self.tier_changes, self.alerts, self.changed, self.erased, self.erased_tiers,
+                      self.dedupe.take_log())
+        self.tier_changes, self.alerts, self.changed, self.erased, self.erased_tiers = [], [], set(), [], []
         return out
 
-    def drain_erased(self) -> tuple[list[str], list[int]]:
-        """Customer ids erased since the last drain, in order (a customer may come back after its
-        erasure: it is then in `changed` too), and the tiers the known ones held."""
-        out = (self.erased, self.erased_tiers)
-        self.erased, self.erased_tiers = [], []
-        return out
+    def log_ids(self) -> None:
+        """From now on, `drain` also hands over the event ids remembered and forgotten (for a
+        shell that persists them: the stream's changelog)."""
+        self.dedupe.start_log()
 
     # -- persistence: the shell stores customers, ids and the unit core under separate keys ------
     def core_state(self) -> dict[str, Any]:

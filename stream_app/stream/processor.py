@@ -16,6 +16,7 @@ a crash is never applied twice.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +53,9 @@ class PartitionBatch:
     #: customers erased in the batch (SPEC §9): a tombstone each, published before the records, so
     #: one erased and back in the same batch ends with its new record (`score_records`)
     tombstones: list[str] = field(default_factory=list)
-    tier_changes: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    # records typed loosely until metrics.py stops reusing one loop variable for both kinds
+    tier_changes: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    alerts: Sequence[Mapping[str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -74,7 +76,7 @@ class PartitionProcessor:
         self.unit = unit
         self.offset = offset  # last applied offset of the re-keyed topic partition
         self.topic_names = topic_names
-        unit.dedupe.log = []  # remembered ids become state records, one per batch
+        unit.log_ids()  # remembered ids become state records, one per batch
         #: the number of the last `<p>|E|<n>` record, and the live ones: (n, watermark after
         #: their last id), oldest first; a record expires as a whole with its last id
         self.id_seq = 0
@@ -139,26 +141,25 @@ class PartitionProcessor:
                 out.applied_at.append(ev.occurred_at)
         out.applied = unit.applied - before[0]
         out.duplicates = unit.duplicates - before[1]
-        tier_changes, alerts, changed = unit.drain()
-        erased, erased_tiers = unit.drain_erased()
-        out.erased = len(erased)
-        for tier in erased_tiers:
+        drained = unit.drain()
+        out.erased = len(drained.erased)
+        for tier in drained.erased_tiers:
             self.tier_counts[TIERS[tier]] -= 1
-        for tc in tier_changes:
+        for tc in drained.tier_changes:
             if tc["from_tier"] is not None:
                 self.tier_counts[tc["from_tier"]] -= 1
             self.tier_counts[tc["to_tier"]] += 1
-        out.tier_changes = tier_changes
-        out.alerts = alerts
-        for cid in dict.fromkeys(erased):  # once each, in order
+        out.tier_changes = drained.tier_changes
+        out.alerts = drained.alerts
+        for cid in dict.fromkeys(drained.erased):  # once each, in order
             if cid not in unit.customers:  # back in the same batch: its new record replaces it
                 out.state.append((state_key(p, CUSTOMER, cid), None))
             out.tombstones.append(cid)
-        for cid in sorted(changed):
+        for cid in sorted(drained.changed):
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
             out.scores[cid] = orjson.dumps(c.snapshot(cfg))
-        self._id_state(out)
+        self._id_state(out, drained.id_log)
         if out.applied or out.skipped or out.rejected or out.duplicates:
             core = unit.core_state()
             core["offset"] = self.offset
@@ -167,29 +168,27 @@ class PartitionProcessor:
             out.kpis_changed = out.applied > 0
         return out
 
-    def _id_state(self, out: PartitionBatch) -> None:
+    def _id_state(self, out: PartitionBatch, log: list[tuple[str, int | None]]) -> None:
         """The batch's remembered ids as one state record, and tombstones for id records (and
         older per-id records) whose ids are all forgotten: a record per batch instead of one per
         applied event (the changelog's largest share of records and of the scoring CPU)."""
         unit, p = self.unit, self.partition
-        log: list[tuple[str, int | None]] = unit.dedupe.log  # type: ignore[assignment]
         remembered = [(eid, at) for eid, at in log if at is not None]
         legacy = self.legacy_ids
         if legacy:
             if self._legacy_swept:
                 gone = [eid for eid, at in log if at is None and eid in legacy]
             else:  # once after a restore: those already past the horizon then
-                gone = [eid for eid in legacy if eid not in unit.dedupe.ids]
+                gone = [eid for eid in legacy if eid not in unit.seen]
                 self._legacy_swept = True
             for eid in gone:
                 legacy.discard(eid)
                 out.state.append((state_key(p, EVENT_ID, eid), None))
-        unit.dedupe.log = []
         if remembered:
             self.id_seq += 1
             out.state.append((state_key(p, EVENT_IDS, str(self.id_seq)), orjson.dumps(remembered)))
             self.id_records.append((self.id_seq, remembered[-1][1]))  # watermarks only grow
-        wm, horizon, records = unit.watermark, unit.dedupe.horizon, self.id_records
+        wm, horizon, records = unit.watermark, unit.config.dedupe_horizon, self.id_records
         while records and wm is not None and records[0][1] + horizon <= wm:
             out.state.append((state_key(p, EVENT_IDS, str(records.popleft()[0])), None))
 

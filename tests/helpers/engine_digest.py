@@ -41,10 +41,11 @@ def restored_half_way(lines: list[bytes]) -> dict[str, Any]:
     u = Unit.from_parts(core, customers, seen)  # type: ignore[arg-type]
     for ev in events[half:]:
         u.offer(ev)  # type: ignore[arg-type]
-    tier_changes, alerts, _ = u.drain()
+    late = u.drain()
     wm = u.watermark
-    return {"outputs": [early[0], early[1], tier_changes, alerts], "kpis": u.kpis.document(wm),
-            "records": {cid: u.record(cid, wm) for cid in sorted(u.customers)}, "erased": u.drain_erased()}
+    return {"outputs": [early.tier_changes, early.alerts, late.tier_changes, late.alerts],
+            "kpis": u.kpis.document(wm), "records": {cid: u.record(cid, wm) for cid in sorted(u.customers)},
+            "erased": [late.erased, late.erased_tiers]}
 
 
 def main() -> int:

@@ -19,10 +19,13 @@ def test_forget_drops_ids_whose_horizon_is_reached_and_says_when_next() -> None:
 
 def test_log_reports_remembered_and_forgotten_ids() -> None:
     r = RecentIds(DAY)
-    r.log = []
+    r.remember("before", 0)
+    assert r.take_log() == []  # not logging yet
+    r.start_log()
     r.remember("a", 0)
     r.forget(DAY)
-    assert r.log == [("a", 0), ("a", None)]
+    assert r.take_log() == [("a", 0), ("before", None), ("a", None)]
+    assert r.take_log() == []
 
 
 def test_restore_orders_by_watermark_and_leaves_out_expired_ids() -> None:

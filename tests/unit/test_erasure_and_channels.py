@@ -208,5 +208,6 @@ def test_an_erased_customer_is_gone_from_the_unit_and_its_kpi_partial():
     u.offer(Event("x", "customer_erased", "privacy", "ann", t + HOUR))
     assert "ann" not in u.customers and u.record("ann") is None
     assert u.kpis.latest == {} and u.kpis.active == {} and u.kpis.by_channel["web"] == {}
-    assert u.drain_erased() == (["ann"], [0])
+    out = u.drain()
+    assert (out.erased, out.erased_tiers, out.changed) == (["ann"], [0], set())
     assert engine_replay([])["counts"]["erased"] == 0
