@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from stream_app.stream.state_store import Record, StateStore
 
 
-def unit_key(partition: int) -> bytes:
+def unit_record_key(partition: int) -> bytes:
+    """The key of the partition's unit record (`<p>|u`), the commit marker."""
     return f"{partition}|u".encode()
 
 
@@ -30,7 +31,7 @@ class ChangelogReplayer:
     def __init__(self, partition: int, records: dict[bytes, bytes], offset: int,
                  store: StateStore | None = None) -> None:
         self.partition = partition
-        self.unit_key = unit_key(partition)
+        self.unit_record_key = unit_record_key(partition)
         self.records = records        # committed state: key -> value
         self.offset = offset          # changelog offset of the last record reflected in `records`
         self.store = store            # local copy, written once per committed group
@@ -42,7 +43,7 @@ class ChangelogReplayer:
         self.read += 1
         self.pending.append((key, value))
         self.pending_offset = offset
-        if key == self.unit_key:
+        if key == self.unit_record_key:
             self._commit()
 
     def feed_many(self, records: Iterable[tuple[int, bytes, bytes | None]]) -> None:
@@ -69,7 +70,7 @@ class ChangelogReplayer:
         """
         if not self.pending:
             return []
-        keys = dict.fromkeys(k for k, _ in self.pending if k != self.unit_key)
+        keys = dict.fromkeys(k for k, _ in self.pending if k != self.unit_record_key)
         out: list[Record] = [(k, self.records.get(k)) for k in keys]
-        out.append((self.unit_key, self.records.get(self.unit_key)))
+        out.append((self.unit_record_key, self.records.get(self.unit_record_key)))
         return out

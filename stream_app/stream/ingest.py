@@ -3,8 +3,8 @@
 Each message is validated with its Kafka timestamp as its received time (SPEC §1's future rule).
 
 One aiokafka consumer group (`<app>-ingest`) reads whole fetches; per fetch, rejected messages go
-to the dead-letter topic and accepted ones, wrapped with their source topic, to the re-keyed topic
-(key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
+to the dead-letter topic (`dead_letters.py`) and accepted ones, the validated event itself
+(`lines.encode_rekeyed`), to the re-keyed topic (key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
 committed after the sends are acknowledged, so a re-sent message is a duplicate event id for the
 engine.
 """
@@ -17,35 +17,23 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 
 from stream_app.config import Settings
 from stream_app.lines import encode_rekeyed
-from stream_app.logs import CountSummary
 from stream_app.stream import failpoints
+from stream_app.stream.dead_letters import DeadLetters
 from stream_app.stream.kafka_io import BatchSender, consumer_options, partition_for
 from stream_app.stream.metrics import Metrics
 from stream_app.validation import Rejection, validate_bytes
 
-log = logging.getLogger("stream_app.worker")
+log = logging.getLogger(__name__)
 
-__all__ = ["Ingest", "dead_letter"]
-
-
-def dead_letter(rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes) -> bytes:
-    """The dead-letter record of a rejected message (schemas/dead_letter.json)."""
-    return orjson.dumps({
-        "reason": rejection.reason,
-        "field": rejection.field,
-        "message": rejection.message,
-        "source": {"topic": topic, "partition": partition, "offset": offset},
-        "payload": payload.decode("utf-8", errors="replace"),
-    })
+__all__ = ["IngestLoop"]
 
 
-class Ingest:
+class IngestLoop:
     def __init__(self, settings: Settings, metrics: Metrics, fatal: Callable[[BaseException], None]) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -53,7 +41,7 @@ class Ingest:
         #: SPEC §1: an event dated more than this (µs) after its Kafka timestamp is invalid
         self.future_tolerance = settings.engine_config().future_tolerance
         #: one WARNING per 10 s at most, with counts by reason (never ids or payloads)
-        self.dead_letters = CountSummary(log, "ingest: {n} events dead-lettered")
+        self.dead_letters = DeadLetters(log, "ingest: {n} events dead-lettered")
         #: called once the ingest consumer has started (the "ready" line of an ingest-only worker)
         self.on_started: Callable[[], None] | None = None
 
@@ -99,7 +87,7 @@ class Ingest:
                             max(0, hw - records[-1].offset - 1))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug; see Scorer.fatal()
+        except Exception as exc:  # noqa: BLE001 - a bug; see ScorerApp.fatal()
             self.fatal(exc)
         finally:
             self.dead_letters.flush()
@@ -120,11 +108,10 @@ class Ingest:
                                     future_tolerance=tolerance)
             if type(result) is Rejection:
                 sender.add(s.topic_dead_letter, partition % s.partitions, msg.key,
-                           dead_letter(result, topic_name, partition, msg.offset, raw))
+                           self.dead_letters.record(result, topic_name, partition, msg.offset, raw))
                 rejected += 1
                 self.metrics.events.labels(topic=short, outcome="rejected").inc()
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
-                self.dead_letters.add(result.reason)
                 continue
             key = result.unit_key.encode()  # type: ignore[union-attr]
             sender.add(s.topic_events, partition_for(key, s.partitions), key, encode_rekeyed(result))  # type: ignore[arg-type]

@@ -1,12 +1,14 @@
-"""Store KPIs: every worker follows every partition's KPI partial; the owner of partition 0
-publishes the merged store document to `engagement.kpis` (on change, at least every
-`kpi_interval_s`), so it is published once across the group and `GET /kpis` answers anywhere.
+"""Store KPIs, both halves: each worker publishes its partitions' KPI partials to
+`<app>-kpi-partials` (`KpiPartials`); every worker follows every partial, and the owner of
+partition 0 publishes the merged store document to `engagement.kpis` (on change, at least every
+`kpi_interval_s`), so it is published once across the group and `GET /kpis` answers anywhere
+(`StoreKpis`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import orjson
@@ -15,10 +17,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_app.config import Settings
 from stream_app.engine import EngineConfig, KpiPartial, store_document
 from stream_app.stream import failpoints
-from stream_app.stream.kafka_io import consumer_options, kpi_partials_topic
+from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic
 from stream_app.stream.metrics import Metrics
+from stream_app.stream.processor import PartitionProcessor
 
-__all__ = ["StoreKpis", "is_kpi_leader"]
+__all__ = ["KpiPartials", "StoreKpis", "is_kpi_leader"]
 
 
 def is_kpi_leader(owned: Collection[int]) -> bool:
@@ -26,7 +29,45 @@ def is_kpi_leader(owned: Collection[int]) -> bool:
     return 0 in owned
 
 
+class KpiPartials:
+    """This worker's side: the partitions whose KPI partial changed since it was last published,
+    published at most every `kpi_partial_interval_ms`, not with every batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.changed: set[int] = set()
+        self.sent_at = 0.0
+
+    def mark(self, partition: int) -> None:
+        """A batch changed the partition's partial, or a restore made it this worker's."""
+        self.changed.add(partition)
+
+    def forget(self, partition: int) -> None:
+        """The partition was revoked: its new owner publishes it after its restore."""
+        self.changed.discard(partition)
+
+    async def publish(self, producer: AIOKafkaProducer, processors: Mapping[int, PartitionProcessor]) -> None:
+        """The changed partitions' KPI partials, at most every `kpi_partial_interval_ms` (each is
+        ~10-50 KB of day buckets, and the KPI document is read far less often than batches
+        commit). They are derived data: the unit record in the changelog holds the same partial,
+        and a restore marks the partition for publication again."""
+        now = time.monotonic()
+        if not self.changed or (now - self.sent_at) * 1000 < self.settings.kpi_partial_interval_ms:
+            return
+        self.sent_at = now
+        partials = BatchSender(producer)
+        topic = kpi_partials_topic(self.settings)
+        for p in sorted(self.changed):
+            proc = processors.get(p)
+            if proc is not None:
+                partials.add(topic, 0, str(p).encode(), proc.kpi_partial_record())
+        self.changed.clear()
+        await partials.flush()
+
+
 class StoreKpis:
+    """Every worker's side: the latest partial of every partition, and the leader's publisher."""
+
     def __init__(self, settings: Settings, metrics: Metrics, config: EngineConfig) -> None:
         self.settings = settings
         self.metrics = metrics

@@ -11,7 +11,7 @@ import sys
 
 from stream_app.config import EMBEDDED_PROFILE, Settings
 
-log = logging.getLogger("stream_app.worker")
+log = logging.getLogger(__name__)
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -41,7 +41,7 @@ def run_worker(settings: Settings) -> int:
     from stream_app.broker import EmbeddedBroker
     from stream_app.logs import configure, logging_config
     from stream_app.stream.kafka_io import ensure_topics
-    from stream_app.stream.worker import Scorer
+    from stream_app.stream.worker import ScorerApp
 
     # one handler and format for every line; Faust's Worker sets up the same config again below
     configure(settings.log_level, settings.log_format)
@@ -59,7 +59,7 @@ def run_worker(settings: Settings) -> int:
         if created:
             log.info("created %d topics", len(created))
         asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run left none for Faust
-        scorer = Scorer(settings)
+        scorer = ScorerApp(settings)
         worker = faust.Worker(scorer.app, loglevel=settings.log_level, quiet=True,
                               logging_config=logging_config(settings.log_level, settings.log_format))
         worker.execute_from_commandline()

@@ -30,7 +30,7 @@ ROUTED_HEADER = "X-Engagement-Routed"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = "engagement-scorer"
 
-log = logging.getLogger("stream_app.web")
+log = logging.getLogger(__name__)
 
 __all__ = ["OPEN_PATHS", "ROUTED_HEADER", "WorkerView", "bearer_ok", "register_views"]
 

@@ -1,8 +1,9 @@
 """The worker: a Faust app (lifecycle, signals, web server, timers) running three tasks.
 
 - ingest (`ingest.py`): validate the input topics and re-key accepted events by customer;
-- scoring (`scoring.py`): the owned partitions of the re-keyed topic -> `PartitionProcessor` ->
-  outputs, then state; the state decides where each partition resumes;
+- scoring (`scoring.py`): the owned partitions of the re-keyed topic (`owned.py`) ->
+  `PartitionProcessor` -> outputs, then state (`commit.py`); the state decides where each
+  partition resumes;
 - KPIs (`kpis.py`): follow every partition's KPI partial, publish the merged store document.
 
 The scoring is `PartitionProcessor` -> engine `Unit`, the same code as `engagement replay`.
@@ -25,21 +26,21 @@ from prometheus_client import CollectorRegistry
 from stream_app.config import Settings
 from stream_app.engine import AsOfBeforeClock
 from stream_app.engine.clock import format_instant, parse_rfc3339
-from stream_app.stream.ingest import Ingest
+from stream_app.stream.ingest import IngestLoop
 from stream_app.stream.kafka_io import client_options, faust_credentials, partition_for
 from stream_app.stream.kpis import StoreKpis
 from stream_app.stream.metrics import Metrics
 from stream_app.stream.processor import PartitionProcessor
-from stream_app.stream.scoring import Scoring
+from stream_app.stream.scoring import ScoringLoop
 from stream_app.stream.state_store import open_store
 from stream_app.stream.web import register_views
 
-log = logging.getLogger("stream_app.worker")
+log = logging.getLogger(__name__)
 
-__all__ = ["Scorer"]
+__all__ = ["ScorerApp"]
 
 
-class Scorer:
+class ScorerApp:
     """Builds the Faust app (lifecycle, web server, timers) and runs ingest, scoring and KPIs in it.
 
     It is the `WorkerView` the HTTP views read (`web.py`).
@@ -65,8 +66,8 @@ class Scorer:
         )
         self.metrics = Metrics()
         self.store = open_store(s.store, s.data_dir)
-        self.scoring = Scoring(s, self.engine_config, self.metrics, self.store)
-        self.ingest = Ingest(s, self.metrics, self.fatal)
+        self.scoring = ScoringLoop(s, self.engine_config, self.metrics, self.store)
+        self.ingest = IngestLoop(s, self.metrics, self.fatal)
         self.scoring.on_ready = self._log_ready
         if s.role == "ingest":  # ready as soon as it reads; it scores no partitions
             self.ingest.on_started = lambda: log.info("ready: %s, role ingest (no partitions scored)",
@@ -86,7 +87,7 @@ class Scorer:
 
     @property
     def processors(self) -> dict[int, PartitionProcessor]:
-        return self.scoring.processors
+        return self.scoring.owned.processors
 
     async def producer(self) -> AIOKafkaProducer:
         """One producer for every output, state record and dead letter of this worker."""

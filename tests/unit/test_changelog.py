@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.stream.changelog import ChangelogReplayer, unit_key
+from stream_app.stream.changelog import ChangelogReplayer, unit_record_key
 from stream_app.stream.state_store import MemoryStore, RocksStore
 
-U = unit_key(3)
+U = unit_record_key(3)
 
 
 def feed(replayer: ChangelogReplayer, records: list[tuple[bytes, bytes | None]], start: int = 0) -> None:

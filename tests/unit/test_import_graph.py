@@ -37,3 +37,10 @@ def test_shells_do_not_import_other_shells() -> None:
         for other in shells:
             if other != importer:
                 assert other not in g.find_modules_directly_imported_by(importer), f"{importer} imports {other}"
+
+
+def test_the_worker_wires_the_loops_and_nothing_else_imports_them() -> None:
+    g = graph()
+    for loop in ["stream_app.stream.ingest", "stream_app.stream.scoring"]:
+        assert g.find_modules_that_directly_import(loop) == {"stream_app.stream.worker"}, loop
+    assert g.find_modules_that_directly_import("stream_app.stream.worker") == {"stream_app.stream.run"}

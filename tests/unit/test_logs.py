@@ -10,9 +10,9 @@ from stream_app.logs import JsonFormatter, logging_config
 
 
 def test_json_formatter_writes_one_object_per_record() -> None:
-    rec = logging.LogRecord("stream_app.worker", logging.INFO, __file__, 1, "recovered %d partitions", (4,), None)
+    rec = logging.LogRecord("stream_app.stream.worker", logging.INFO, __file__, 1, "recovered %d partitions", (4,), None)
     doc = orjson.loads(JsonFormatter().format(rec))
-    assert doc["level"] == "info" and doc["logger"] == "stream_app.worker"
+    assert doc["level"] == "info" and doc["logger"] == "stream_app.stream.worker"
     assert doc["message"] == "recovered 4 partitions" and doc["ts"].endswith("+00:00")
 
 

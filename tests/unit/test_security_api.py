@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from stream_app.config import Settings, SettingsError, env_table
 from stream_app.stream import web
 from stream_app.stream.web import OPEN_PATHS, bearer_ok, register_views
-from stream_app.stream.worker import Scorer, is_loopback
+from stream_app.stream.worker import ScorerApp, is_loopback
 
 TOKEN = "t0k3n-5ecret-abcdef0123456789"
 
@@ -251,8 +251,8 @@ def test_the_token_is_never_printed() -> None:
                                                  ("::1", None, False)])
 def test_an_open_api_on_a_reachable_address_is_warned_about(caplog: pytest.LogCaptureFixture, bind: str,
                                                             token: str | None, warned: bool) -> None:
-    with caplog.at_level(logging.WARNING, logger="stream_app.worker"):
-        Scorer(Settings(broker="kafka://h:1", web_bind=bind, api_token=token or ""))
+    with caplog.at_level(logging.WARNING, logger="stream_app.stream.worker"):
+        ScorerApp(Settings(broker="kafka://h:1", web_bind=bind, api_token=token or ""))
     hits = [r for r in caplog.records if "ENGAGEMENT_API_TOKEN" in r.getMessage()]
     assert bool(hits) is warned
     assert all(TOKEN not in r.getMessage() for r in caplog.records)

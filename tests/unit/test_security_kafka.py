@@ -20,7 +20,7 @@ from stream_app import audit, produce
 from stream_app.config import Settings, SettingsError
 from stream_app.stream import ingest, kafka_io, kpis, scoring, worker
 from stream_app.stream.kafka_io import BrokerConnectError, client_options, start_client
-from stream_app.stream.worker import Scorer
+from stream_app.stream.worker import ScorerApp
 
 TEST_CA = Path(__file__).parent / "data" / "test-ca.pem"  # a self-signed CA certificate (no key)
 CA_SUBJECT = ((("commonName", "engagement-scorer test CA"),),)
@@ -72,7 +72,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def start_every_client(s: Settings) -> None:
-    scorer = Scorer(s)
+    scorer = ScorerApp(s)
     starts = [scorer.ingest.run(scorer.producer), scorer.scoring.run(None),  # type: ignore[arg-type]
               scorer.kpis.follow(), scorer.producer(), kafka_io.ensure_topics(s),
               audit.run_audit(s, idle_ms=10), produce.produce_lines(s, [])]
@@ -123,7 +123,7 @@ def assert_verifies_with_the_test_ca(ctx: ssl.SSLContext) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_the_faust_app_gets_the_same_settings(case: str, tmp_path: Path) -> None:
     s = Settings(broker="kafka://broker-a:9093", data_dir=str(tmp_path), **CASES[case])
-    app = Scorer(s).app
+    app = ScorerApp(s).app
     # what Faust's own aiokafka consumer and producer are given (its driver's mapping)
     faust_opts = credentials_to_aiokafka_auth(app.conf.broker_credentials)
     ours = client_options(s)
@@ -191,5 +191,5 @@ def test_an_unreachable_plaintext_broker_is_named() -> None:
 
 
 def test_faust_credentials_type_follows_the_protocol() -> None:
-    creds = Scorer(Settings(broker="kafka://h:1", **CASES["SASL_SSL"])).app.conf.broker_credentials  # type: ignore[arg-type]
+    creds = ScorerApp(Settings(broker="kafka://h:1", **CASES["SASL_SSL"])).app.conf.broker_credentials  # type: ignore[arg-type]
     assert isinstance(creds, faust.SASLCredentials) and creds.protocol.value == "SASL_SSL"

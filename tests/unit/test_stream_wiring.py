@@ -19,12 +19,12 @@ from stream_app.config import EMBEDDED_PROFILE, Settings
 from stream_app.lines import decode_rekeyed
 from stream_app.report import format_number
 from stream_app.stream import web
-from stream_app.stream.ingest import Ingest
+from stream_app.stream.ingest import IngestLoop
 from stream_app.stream.kafka_io import client_options, faust_credentials, partition_for
 from stream_app.stream.kpis import StoreKpis, is_kpi_leader
 from stream_app.stream.launch import worker_command, worker_env
 from stream_app.stream.metrics import Metrics
-from stream_app.stream.worker import Scorer
+from stream_app.stream.worker import ScorerApp
 from stream_app.validation import validate_bytes
 
 STREAM = Path(__file__).resolve().parents[2] / "stream_app" / "stream"
@@ -66,16 +66,16 @@ def test_worker_env_carries_the_settings_then_the_extras() -> None:
     assert worker_command() == [sys.executable, "-m", "stream_app", "worker"]
 
 
-def test_the_scorer_is_what_the_web_views_read() -> None:
+def test_the_scorer_app_is_what_the_web_views_read() -> None:
     members = [n for n in vars(web.WorkerView) if not n.startswith("_")]
     assert set(members) == {"ready", "owned_partitions", "customer_partition", "customer_record",
                             "kpi_document", "owner_url", "metrics_registry"}
     for name in members:
-        assert hasattr(Scorer, name), name
+        assert hasattr(ScorerApp, name), name
         proto = getattr(web.WorkerView, name)
         if callable(proto):
             assert list(inspect.signature(proto).parameters) == \
-                list(inspect.signature(getattr(Scorer, name)).parameters), name
+                list(inspect.signature(getattr(ScorerApp, name)).parameters), name
 
 
 def test_web_does_not_import_the_worker() -> None:
@@ -102,7 +102,7 @@ def test_ingest_rekeys_accepted_events_and_dead_letters_the_rest() -> None:
     records = [SimpleNamespace(value=good, key=b"c1", offset=7, timestamp=ts),
                SimpleNamespace(value=b"{", key=None, offset=8, timestamp=ts)]
     sender = _Sender()
-    rejected = Ingest(s, Metrics(), lambda exc: None).ingest_records("clicks", s.topic_clicks, 2, records,
+    rejected = IngestLoop(s, Metrics(), lambda exc: None).ingest_records("clicks", s.topic_clicks, 2, records,
                                                                      sender)  # type: ignore[arg-type]
     assert rejected == len([r for r in sender.records if r[0] == s.topic_dead_letter]) == 1
     dead = [orjson.loads(v) for t, _, _, v in sender.records if t == s.topic_dead_letter and v]

@@ -72,10 +72,10 @@ async def test_an_exception_in_a_view_is_a_json_500_logged_without_the_path(
 
     api.standin.customer_partition = lambda customer_id: 0  # type: ignore[method-assign]
     api.standin.customer_record = boom  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="stream_app.web"):
+    with caplog.at_level(logging.ERROR, logger="stream_app.stream.web"):
         status, body, headers = await call("GET", api.url + "/customers/cust-private-7")
     assert (status, body) == (500, {"error": "internal server error"})
     assert headers["Content-Type"].startswith("application/json")
-    (record,) = [r for r in caplog.records if r.name == "stream_app.web"]
+    (record,) = [r for r in caplog.records if r.name == "stream_app.stream.web"]
     assert record.getMessage() == "error answering GET /customers/{customer_id}" and record.exc_info
     assert "cust-private" not in record.getMessage()

@@ -12,9 +12,9 @@ import pytest
 
 from stream_app.config import Settings
 from stream_app.logs import CountSummary, JsonFormatter, TextFormatter, configure, logging_config
-from stream_app.stream.ingest import Ingest
+from stream_app.stream.ingest import IngestLoop
 from stream_app.stream.metrics import Metrics
-from stream_app.stream.worker import Scorer, public_broker_url
+from stream_app.stream.worker import ScorerApp, public_broker_url
 
 
 class Clock:
@@ -70,7 +70,7 @@ def test_a_new_window_opens_with_the_next_count_and_flush_logs_the_rest(caplog: 
 
 def test_ingest_counts_dead_letters_instead_of_warning_per_batch(caplog: pytest.LogCaptureFixture) -> None:
     s = Settings(broker="kafka://h:1", partitions=4)
-    ingest = Ingest(s, Metrics(), lambda exc: None)
+    ingest = IngestLoop(s, Metrics(), lambda exc: None)
     records = [SimpleNamespace(value=b"{", key=b"cust-secret-1", offset=i, timestamp=1704067200000) for i in range(3)]
     sent: list[Any] = []
     sender = SimpleNamespace(add=lambda *a: sent.append(a))
@@ -103,7 +103,7 @@ def test_every_logger_goes_through_the_one_handler(fmt: str, capsys: pytest.Capt
     try:
         configure("info", fmt)
         assert len(logging.root.handlers) == 1
-        for name in ("stream_app.worker", "faust.worker", "mode.services", "aiokafka.consumer.group_coordinator"):
+        for name in ("stream_app.stream.worker", "faust.worker", "mode.services", "aiokafka.consumer.group_coordinator"):
             logging.getLogger(name).info("hello from %s", name)
     finally:
         logging.root.handlers[:] = handlers
@@ -128,13 +128,13 @@ def ready_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_the_ready_line_says_broker_http_and_partitions(caplog: pytest.LogCaptureFixture) -> None:
     s = Settings(broker="kafka://127.0.0.1:9092", web_port=6123, sasl_username="u", sasl_password="hunter2-pw",
                  api_token="tok-abcdef-123456")
-    scorer = Scorer(s)
-    with caplog.at_level(logging.INFO, logger="stream_app.worker"):
+    scorer = ScorerApp(s)
+    with caplog.at_level(logging.INFO, logger="stream_app.stream.worker"):
         scoring = scorer.scoring
-        scoring.processors = dict.fromkeys([3, 0, 1, 2])  # type: ignore[arg-type]
+        scoring.owned.processors = dict.fromkeys([3, 0, 1, 2])  # type: ignore[arg-type]
         scoring._announce()
         scoring._announce()  # the same partitions: nothing new
-        scoring.processors = dict.fromkeys([0, 2])  # type: ignore[arg-type]
+        scoring.owned.processors = dict.fromkeys([0, 2])  # type: ignore[arg-type]
         scoring._announce()
     assert ready_lines(caplog) == [
         "ready: broker kafka://127.0.0.1:9092, HTTP http://127.0.0.1:6123, partitions [0, 1, 2, 3] "
@@ -146,20 +146,20 @@ def test_the_ready_line_says_broker_http_and_partitions(caplog: pytest.LogCaptur
 
 
 def test_the_ready_line_names_the_listen_address_when_it_differs() -> None:
-    scorer = Scorer(Settings(broker="kafka://u:pw@b1:9092,kafka://b2:9092", web_host="worker-1", web_bind="0.0.0.0",
+    scorer = ScorerApp(Settings(broker="kafka://u:pw@b1:9092,kafka://b2:9092", web_host="worker-1", web_bind="0.0.0.0",
                              web_port=7000, api_token="t0k3n-abcdef0123"))
     assert scorer.where() == "broker kafka://b1:9092,kafka://b2:9092, HTTP http://worker-1:7000 " \
                              "(listening on 0.0.0.0:7000)"
 
 
 def test_an_ingest_worker_is_ready_when_its_consumer_starts(caplog: pytest.LogCaptureFixture) -> None:
-    scorer = Scorer(Settings(broker="kafka://h:1", role="ingest", web_port=6124))
+    scorer = ScorerApp(Settings(broker="kafka://h:1", role="ingest", web_port=6124))
     assert scorer.ingest.on_started is not None
-    with caplog.at_level(logging.INFO, logger="stream_app.worker"):
+    with caplog.at_level(logging.INFO, logger="stream_app.stream.worker"):
         scorer.ingest.on_started()
     assert ready_lines(caplog) == ["ready: broker kafka://h:1, HTTP http://127.0.0.1:6124, role ingest "
                                    "(no partitions scored)"]
-    assert Scorer(Settings(broker="kafka://h:1")).ingest.on_started is None
+    assert ScorerApp(Settings(broker="kafka://h:1")).ingest.on_started is None
 
 
 @pytest.mark.parametrize("url, public", [("kafka://h:1", "kafka://h:1"), ("h:1,h:2", "h:1,h:2"),
