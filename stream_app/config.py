@@ -11,15 +11,22 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 
-ROLES = ("all", "ingest", "score")
-#: ENGAGEMENT_LOG_LEVEL (any case; `warn` means `warning`) and ENGAGEMENT_LOG_FORMAT
+#: the enumerated settings: `__post_init__` refuses any other value (the security protocol is
+#: checked where the Kafka clients are configured, `kafka_io.client_options`)
+Role = Literal["all", "ingest", "score"]
+Store = Literal["memory://", "rocksdb://"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+LogFormat = Literal["text", "json"]
+ROLES: tuple[Role, ...] = get_args(Role)
+STORES: tuple[Store, ...] = get_args(Store)
+#: ENGAGEMENT_LOG_LEVEL (any case; `warn` means `warning`) and ENGAGEMENT_LOG_FORMAT (any case)
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
-LOG_FORMATS = ("text", "json")
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 
 
 class SettingsError(ValueError):
@@ -30,7 +37,7 @@ class SettingsError(ValueError):
 class Settings:
     #: `kafka://host:port,...`; empty = start the bundled broker on loopback
     broker: str = ""
-    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: str = ""              # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
@@ -48,7 +55,7 @@ class Settings:
     topic_alerts: str = "engagement.alerts"
     topic_kpis: str = "engagement.kpis"
     topic_dead_letter: str = "engagement.dead-letter"
-    store: str = "memory://"              # or rocksdb:// (rocksdict) for production: state on disk
+    store: Store = "memory://"            # or rocksdb:// (rocksdict) for production: state on disk
     data_dir: str = "/tmp/engagement-scorer"
     web_host: str = "127.0.0.1"           # advertised to other workers (HTTP routing by key owner)
     web_bind: str = ""                    # listen address; empty = web_host (containers: 0.0.0.0)
@@ -77,7 +84,7 @@ class Settings:
     kpi_partial_interval_ms: int = 250
     #: what this process runs: `all` (ingest + scoring + KPIs + HTTP), `ingest` (validation and
     #: re-keying only) or `score` (everything but ingest); two processes use both cores
-    role: str = "all"
+    role: Role = "all"
     batch_size: int = 1000
     #: state records per changelog record batch (0: as many as fit); the chaos suite sets it low so
     #: one partition's batch state spans several record batches
@@ -86,11 +93,13 @@ class Settings:
     #: when data arrives (measured: p50 415 ms at 1500 ms), so embedded mode uses 50
     fetch_max_wait_ms: int = 500
     log_level: str = "info"
-    log_format: str = "text"              # text | json
+    log_format: LogFormat = "text"
 
     def __post_init__(self) -> None:
-        if not self.store.startswith(("memory://", "rocksdb://")):
+        store = next((kind for kind in STORES if self.store.startswith(kind)), None)
+        if store is None:
             raise SettingsError(f"ENGAGEMENT_STORE={self.store!r}: use memory:// or rocksdb://")
+        object.__setattr__(self, "store", store)  # one spelling: nothing after `//` is read
         if self.partitions < 1:
             raise SettingsError("ENGAGEMENT_PARTITIONS must be at least 1")
         if self.role not in ROLES:

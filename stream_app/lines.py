@@ -73,7 +73,7 @@ def unwrap(obj: dict[str, Any], topic_names: dict[str, str] | None = None) -> Un
 def decode_line(
     raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
     future_tolerance: int = DEFAULT_FUTURE_TOLERANCE,
-) -> Any:
+) -> Event | Rejection:
     """One line (already split, without newline) -> Event | Rejection, with the §8 wrapper rule.
 
     A plain event line is not checked against the future (it has no received time); a wrapper's
@@ -143,7 +143,7 @@ def encode_rekeyed(ev: Event) -> bytes:
 
 
 def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
-                   future_tolerance: int = DEFAULT_FUTURE_TOLERANCE) -> Any:
+                   future_tolerance: int = DEFAULT_FUTURE_TOLERANCE) -> Event | Rejection:
     """A re-keyed message -> Event | Rejection (anything not in our array form is decoded as a line).
 
     The array form was validated at ingest (with its Kafka timestamp as received time), so only

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 import orjson
 
@@ -47,6 +47,7 @@ REASONS: tuple[str, ...] = (
 _new_tuple = tuple.__new__
 
 
+@final  # so `type(x) is Rejection` narrows `Event | Rejection` on both branches (for mypy)
 class Rejection(NamedTuple):
     reason: str
     field: str | None

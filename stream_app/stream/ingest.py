@@ -11,7 +11,6 @@ engine.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,10 +33,9 @@ __all__ = ["IngestLoop"]
 
 
 class IngestLoop:
-    def __init__(self, settings: Settings, metrics: Metrics, fatal: Callable[[BaseException], None]) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.fatal = fatal
         #: SPEC §1: an event dated more than this (µs) after its Kafka timestamp is invalid
         self.future_tolerance = settings.engine_config().future_tolerance
         #: one WARNING per 10 s at most, with counts by reason (never ids or payloads)
@@ -85,11 +83,7 @@ class IngestLoop:
                     if hw is not None and records:
                         self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                             max(0, hw - records[-1].offset - 1))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug; see ScorerApp.fatal()
-            self.fatal(exc)
-        finally:
+        finally:  # then a crash goes on to the worker's supervisor (supervisor.py)
             self.dead_letters.flush()
             await consumer.stop()
 
@@ -113,6 +107,6 @@ class IngestLoop:
                 self.metrics.events.labels(topic=short, outcome="rejected").inc()
                 self.metrics.dead_letters.labels(reason=result.reason).inc()
                 continue
-            key = result.unit_key.encode()  # type: ignore[union-attr]
-            sender.add(s.topic_events, partition_for(key, s.partitions), key, encode_rekeyed(result))  # type: ignore[arg-type]
+            key = result.unit_key.encode()
+            sender.add(s.topic_events, partition_for(key, s.partitions), key, encode_rekeyed(result))
         return rejected

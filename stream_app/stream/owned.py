@@ -23,6 +23,7 @@ from stream_app.stream.metrics import Metrics
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.stream.restore import restore_units
 from stream_app.stream.state_store import StateStore
+from stream_app.stream.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,19 @@ class OwnedPartitions:
 
 
 class RebalanceListener(ConsumerRebalanceListener):
-    def __init__(self, owned: OwnedPartitions, consumer: AIOKafkaConsumer) -> None:
+    """The scoring group's callbacks; aiokafka would log and swallow an exception in them, so the
+    supervisor stops the process instead."""
+
+    def __init__(self, owned: OwnedPartitions, consumer: AIOKafkaConsumer, supervisor: Supervisor) -> None:
         self.owned = owned
         self.consumer = consumer
+        self.supervisor = supervisor
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.owned.on_revoked(revoked)
+        with self.supervisor.guard("scoring rebalance (revoke)"):
+            await self.owned.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # No await before the pause: the fetcher must not read a new partition before its restore.
-        self.owned.on_assigned(self.consumer, assigned)
+        with self.supervisor.guard("scoring rebalance (assign)"):
+            self.owned.on_assigned(self.consumer, assigned)

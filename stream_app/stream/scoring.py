@@ -27,6 +27,7 @@ from stream_app.stream.kpis import KpiPartials
 from stream_app.stream.metrics import Metrics
 from stream_app.stream.owned import OwnedPartitions, RebalanceListener
 from stream_app.stream.state_store import StateStore
+from stream_app.stream.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ __all__ = ["ScoringLoop"]
 
 class ScoringLoop:
     def __init__(self, settings: Settings, engine_config: EngineConfig, metrics: Metrics,
-                 store: StateStore) -> None:
+                 store: StateStore, supervisor: Supervisor) -> None:
         self.settings = s = settings
+        self.supervisor = supervisor
         self.metrics = metrics
         self.assignor = OwnerAssignor(f"http://{s.web_host}:{s.web_port}")
         self.partials = KpiPartials(s)
@@ -67,7 +69,7 @@ class ScoringLoop:
             partition_assignment_strategy=(self.assignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
             **consumer_options(s))
         restorer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **consumer_options(s))
-        consumer.subscribe([s.topic_events], listener=RebalanceListener(owned, consumer))
+        consumer.subscribe([s.topic_events], listener=RebalanceListener(owned, consumer, self.supervisor))
         await consumer.start()
         await restorer.start()
         try:

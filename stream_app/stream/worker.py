@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import faust
@@ -33,6 +32,7 @@ from stream_app.stream.metrics import Metrics
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.stream.scoring import ScoringLoop
 from stream_app.stream.state_store import open_store
+from stream_app.stream.supervisor import Supervisor
 from stream_app.stream.web import register_views
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,15 @@ __all__ = ["ScorerApp"]
 
 
 class ScorerApp:
-    """Builds the Faust app (lifecycle, web server, timers) and runs ingest, scoring and KPIs in it.
+    """Builds the Faust app (lifecycle, web server, timers) and runs ingest, scoring and KPIs in it,
+    each through the one `Supervisor` (`supervisor.py`: a crash stops the process, exit code 70).
 
     It is the `WorkerView` the HTTP views read (`web.py`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, supervisor: Supervisor | None = None) -> None:
         self.settings = s = settings
+        self.supervisor = supervisor or Supervisor()
         self.engine_config = s.engine_config()
         self.app = faust.App(
             s.app_id,
@@ -66,8 +68,8 @@ class ScorerApp:
         )
         self.metrics = Metrics()
         self.store = open_store(s.store, s.data_dir)
-        self.scoring = ScoringLoop(s, self.engine_config, self.metrics, self.store)
-        self.ingest = IngestLoop(s, self.metrics, self.fatal)
+        self.scoring = ScoringLoop(s, self.engine_config, self.metrics, self.store, self.supervisor)
+        self.ingest = IngestLoop(s, self.metrics)
         self.scoring.on_ready = self._log_ready
         if s.role == "ingest":  # ready as soon as it reads; it scores no partitions
             self.ingest.on_started = lambda: log.info("ready: %s, role ingest (no partitions scored)",
@@ -99,12 +101,6 @@ class ScorerApp:
             self._producer = producer
         return self._producer
 
-    def fatal(self, exc: BaseException) -> None:
-        """A bug or a broken broker: stop at once; the state decides where the restart resumes."""
-        log.critical("fatal error in the scoring pipeline: %r", exc, exc_info=exc)
-        logging.shutdown()
-        os._exit(70)
-
     def where(self) -> str:
         """`broker kafka://..., HTTP http://host:port` for the log (no credentials)."""
         s = self.settings
@@ -122,13 +118,19 @@ class ScorerApp:
 
     # -- wiring ------------------------------------------------------------------------------
     def _register(self) -> None:
-        app, role = self.app, self.settings.role
+        """Every task the app runs, supervised (`tasks`: name -> what Faust runs)."""
+        app, role, supervise = self.app, self.settings.role, self.supervisor.task
+        self.tasks: dict[str, Callable[[], Awaitable[None]]] = {}
         if role in ("all", "ingest"):
-            app.task(self._ingest_loop)
+            self.tasks["ingest loop"] = supervise("ingest loop", self._ingest_loop)
         if role in ("all", "score"):
-            app.task(self._scoring_loop)
-            app.task(self._kpi_reader)
-            app.timer(interval=1.0)(self._kpi_publisher)
+            self.tasks["scoring loop"] = supervise("scoring loop", self._scoring_loop)
+            self.tasks["KPI reader"] = supervise("KPI reader", self.kpis.follow)
+        for task in self.tasks.values():
+            app.task(task)
+        if role in ("all", "score"):
+            self.tasks["KPI publisher"] = tick = supervise("KPI publisher", self._kpi_publisher, periodic=True)
+            app.timer(interval=1.0)(tick)
         register_views(app, self, self.api_token)
 
     async def _scoring_loop(self) -> None:
@@ -139,14 +141,9 @@ class ScorerApp:
             if self._producer is not None:
                 await self._producer.stop()
             raise
-        except Exception as exc:  # noqa: BLE001 - see fatal()
-            self.fatal(exc)
 
     async def _ingest_loop(self) -> None:
         await self.ingest.run(self.producer)
-
-    async def _kpi_reader(self) -> None:
-        await self.kpis.follow()
 
     async def _kpi_publisher(self) -> None:
         await self.kpis.publish(self.ready, self.processors, self.producer)

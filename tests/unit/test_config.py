@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.config import Settings, env_table
+from stream_app.config import LOG_FORMATS, ROLES, STORES, LogFormat, Role, SecurityProtocol, Settings, Store, env_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -30,10 +30,27 @@ def test_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_unsupported_store_is_refused() -> None:
     with pytest.raises(ValueError, match="ENGAGEMENT_STORE"):
-        Settings(store="redis://")
+        Settings(store="redis://")  # type: ignore[arg-type]
     assert Settings(store="rocksdb://").store == "rocksdb://"
     with pytest.raises(ValueError, match="PARTITIONS"):
         Settings(partitions=0)
+
+
+def test_the_enumerated_settings_are_their_literal_types() -> None:
+    from typing import get_args
+
+    from stream_app.stream.kafka_io import SECURITY_PROTOCOLS
+
+    assert (ROLES, STORES, LOG_FORMATS) == (get_args(Role), get_args(Store), get_args(LogFormat))
+    assert get_args(SecurityProtocol) == SECURITY_PROTOCOLS  # where the Kafka clients check it
+    # validation as before: anything else is refused; a store URL and a log format have one spelling
+    with pytest.raises(ValueError, match="ENGAGEMENT_ROLE"):
+        Settings(role="scorer")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ENGAGEMENT_LOG_FORMAT"):
+        Settings(log_format="xml")  # type: ignore[arg-type]
+    assert Settings(log_format="JSON").log_format == "json"  # type: ignore[arg-type]
+    assert Settings(store="rocksdb:///var/state").store == "rocksdb://"  # type: ignore[arg-type]
+    assert Settings(store="memory://x").store == "memory://"  # type: ignore[arg-type]
 
 
 def test_password_is_not_in_repr() -> None:

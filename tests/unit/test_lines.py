@@ -47,7 +47,7 @@ ERASED = {"event_id": "x1", "type": "customer_erased", "customer_id": "c1", "occ
 
 
 def decoded(obj: object) -> Event | Rejection:
-    return decode_line(orjson.dumps(obj))  # type: ignore[no-any-return]
+    return decode_line(orjson.dumps(obj))
 
 
 def fault(result: object) -> tuple[str, str | None]:

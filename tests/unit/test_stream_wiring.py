@@ -15,7 +15,7 @@ import faust
 import orjson
 import pytest
 
-from stream_app.config import EMBEDDED_PROFILE, Settings
+from stream_app.config import EMBEDDED_PROFILE, SecurityProtocol, Settings
 from stream_app.lines import decode_rekeyed
 from stream_app.report import format_number
 from stream_app.stream import web
@@ -42,7 +42,7 @@ def test_ssl_gives_the_same_context_settings_to_both_clients() -> None:
 
 
 @pytest.mark.parametrize("protocol, ssl", [("SASL_PLAINTEXT", False), ("SASL_SSL", True)])
-def test_sasl_credentials_follow_the_client_options(protocol: str, ssl: bool) -> None:
+def test_sasl_credentials_follow_the_client_options(protocol: SecurityProtocol, ssl: bool) -> None:
     s = Settings(broker="kafka://h:1", security_protocol=protocol, sasl_username="u", sasl_password="p")
     opts = client_options(s)
     creds = faust_credentials(s)
@@ -102,8 +102,8 @@ def test_ingest_rekeys_accepted_events_and_dead_letters_the_rest() -> None:
     records = [SimpleNamespace(value=good, key=b"c1", offset=7, timestamp=ts),
                SimpleNamespace(value=b"{", key=None, offset=8, timestamp=ts)]
     sender = _Sender()
-    rejected = IngestLoop(s, Metrics(), lambda exc: None).ingest_records("clicks", s.topic_clicks, 2, records,
-                                                                     sender)  # type: ignore[arg-type]
+    rejected = IngestLoop(s, Metrics()).ingest_records("clicks", s.topic_clicks, 2, records,
+                                                       sender)  # type: ignore[arg-type]
     assert rejected == len([r for r in sender.records if r[0] == s.topic_dead_letter]) == 1
     dead = [orjson.loads(v) for t, _, _, v in sender.records if t == s.topic_dead_letter and v]
     assert dead[-1]["source"] == {"topic": s.topic_clicks, "partition": 2, "offset": 8}

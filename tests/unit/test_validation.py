@@ -384,7 +384,7 @@ def test_ingest_checks_each_record_against_its_kafka_timestamp() -> None:
         SimpleNamespace(value=orjson.dumps(ERASED), key=b"c1", offset=3, timestamp=ms),     # privacy topic
     ]
     sender = _Sender()
-    ingest = IngestLoop(s, Metrics(), lambda exc: None)
+    ingest = IngestLoop(s, Metrics())
     assert ingest.ingest_records("clicks", s.topic_clicks, 0, records[:3], sender) == 1  # type: ignore[arg-type]
     assert ingest.ingest_records("privacy", s.topic_privacy, 0, records[3:], sender) == 0  # type: ignore[arg-type]
     dead = [orjson.loads(v or b"") for t, v in sender.records if t == s.topic_dead_letter]

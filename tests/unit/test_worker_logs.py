@@ -70,7 +70,7 @@ def test_a_new_window_opens_with_the_next_count_and_flush_logs_the_rest(caplog: 
 
 def test_ingest_counts_dead_letters_instead_of_warning_per_batch(caplog: pytest.LogCaptureFixture) -> None:
     s = Settings(broker="kafka://h:1", partitions=4)
-    ingest = IngestLoop(s, Metrics(), lambda exc: None)
+    ingest = IngestLoop(s, Metrics())
     records = [SimpleNamespace(value=b"{", key=b"cust-secret-1", offset=i, timestamp=1704067200000) for i in range(3)]
     sent: list[Any] = []
     sender = SimpleNamespace(add=lambda *a: sent.append(a))
