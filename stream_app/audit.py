@@ -15,7 +15,7 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit, store_document
-from stream_app.engine.records import Alert, TierChange
+from stream_app.engine.records import Alert, CustomerRecord, TierChange
 from stream_app.lines import decode_rekeyed
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection
@@ -45,7 +45,7 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> dict[str, Any]:
     cfg = settings.engine_config()
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, CustomerRecord] = {}
     tier_changes: dict[str, list[TierChange]] = {}
     alerts: dict[str, list[Alert]] = {}
     parts: list[tuple[int | None, KpiPartial]] = []

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from stream_app.engine.clock import SharedInt, day_of, format_instant, format_instant_cached, format_optional_cached
 from stream_app.engine.config import TIERS, EngineConfig
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
+from stream_app.engine.records import CustomerRecord
 
 LN2 = math.log(2.0)
 
@@ -134,7 +135,7 @@ class Customer:
         cd = self.channel_days
         return sorted(cd[i] for i in range(0, len(cd), 2) if cd[i + 1] >= lo)
 
-    def read(self, as_of: int | None, cfg: EngineConfig) -> dict[str, Any]:
+    def read(self, as_of: int | None, cfg: EngineConfig) -> CustomerRecord:
         """The SPEC §4 customer record as of `as_of` (None: the customer's clock).
 
         Raises AsOfBeforeClock for an instant before the clock.
@@ -171,7 +172,7 @@ class Customer:
             "last_nps": self.last_nps,
         }
 
-    def snapshot(self, cfg: EngineConfig) -> dict[str, Any]:
+    def snapshot(self, cfg: EngineConfig) -> CustomerRecord:
         """The record at the customer's clock: what the stream publishes on an update (SPEC §2)."""
         return self.read(None, cfg)
 

@@ -5,6 +5,8 @@ has ≥ 1 order in the window iff its latest order day is in it, ≥ 2 iff its s
 histograms `latest` and `second` (day -> customers) therefore give `customers` and
 `repeat_customers` as suffix sums, and they add across partitions because every customer lives in
 exactly one unit.
+
+Over 300 lines: one class whose state encoding (to_state/from_state) is due to move to a formats module.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, NamedTuple
 
 from stream_app.engine.clock import SharedInt, day_of, format_optional
 from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
+from stream_app.engine.records import KpiDocument
 
 
 class TopOrderDays(NamedTuple):
@@ -265,7 +268,7 @@ class KpiPartial:
             for d, n in theirs.items():
                 hist[d] = hist.get(d, 0) + n
 
-    def document(self, as_of: int | None) -> dict[str, Any]:
+    def document(self, as_of: int | None) -> KpiDocument:
         """The KPI document over the windows at `as_of` (None: no applied event yet)."""
         orders = guests = identified = customers = repeat = 0
         revenue = 0.0
@@ -293,7 +296,7 @@ class KpiPartial:
             for ch, hist in self.by_channel.items():
                 by_channel[ch] = _window_sum(hist, lo, hi)
         responses, promoters, passives, detractors, reviews, satisfied, rating_sum = feedback
-        m = dict(zip(MESSAGE_FIELDS, messages, strict=True))
+        es, eo, ec, ps, po, ss, sc = messages  # MESSAGE_FIELDS order
         return {
             "as_of": format_optional(as_of),
             "window_days": self.window_days,
@@ -318,11 +321,17 @@ class KpiPartial:
             "average_rating": _ratio(rating_sum, reviews),
             "engagement_30d": {
                 "window_days": self.activity_days,
-                **m,
-                "email_open_rate": _ratio(m["email_opened"], m["email_sent"]),
-                "email_click_rate": _ratio(m["email_clicked"], m["email_sent"]),
-                "push_open_rate": _ratio(m["push_opened"], m["push_sent"]),
-                "sms_click_rate": _ratio(m["sms_clicked"], m["sms_sent"]),
+                "email_sent": es,
+                "email_opened": eo,
+                "email_clicked": ec,
+                "push_sent": ps,
+                "push_opened": po,
+                "sms_sent": ss,
+                "sms_clicked": sc,
+                "email_open_rate": _ratio(eo, es),
+                "email_click_rate": _ratio(ec, es),
+                "push_open_rate": _ratio(po, ps),
+                "sms_click_rate": _ratio(sc, ss),
                 "active_customers": active,
                 "customers_by_channel": by_channel,
                 "omnichannel_customers": omni,
@@ -332,7 +341,7 @@ class KpiPartial:
 
 
 def store_document(parts: Iterable[tuple[int | None, KpiPartial]], window_days: int,
-                   activity_days: int = 30, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> dict[str, Any]:
+                   activity_days: int = 30, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> KpiDocument:
     """The store KPI document from every unit's (watermark, partial), read at the largest
     watermark (None when no unit has applied an event). Partials add up because every customer
     lives in exactly one unit (SPEC §7)."""

@@ -20,7 +20,7 @@ from stream_app.engine.customer import Customer
 from stream_app.engine.dedupe import RecentIds
 from stream_app.engine.events import Event
 from stream_app.engine.kpis import KpiPartial
-from stream_app.engine.records import Outputs
+from stream_app.engine.records import CustomerRecord, Outputs
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -134,7 +134,7 @@ class Unit(Scoring):
             self.changed.add(cid)
 
     # -- reading ---------------------------------------------------------------------------------
-    def record(self, customer_id: str, as_of: int | None = None) -> dict[str, Any] | None:
+    def record(self, customer_id: str, as_of: int | None = None) -> CustomerRecord | None:
         """The customer's record (None: unknown); the rule of `Customer.read`: as_of None means
         the customer's clock, an as_of before it raises AsOfBeforeClock."""
         c = self.customers.get(customer_id)

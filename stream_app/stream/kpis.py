@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.engine import EngineConfig, KpiPartial, store_document
+from stream_app.engine.records import KpiDocument
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic
 from stream_app.stream.metrics import Metrics
@@ -96,7 +96,7 @@ class StoreKpis:
         finally:
             await consumer.stop()
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> KpiDocument:
         """The store document: the merge of every partial, read at the largest watermark."""
         cfg = self.config
         return store_document(self.partials.values(), cfg.order_window_days, cfg.activity_window_days, cfg.channels)

@@ -124,7 +124,7 @@ class Metrics:
         self.build_info = Gauge("engagement_build_info", "Build information", ["version", "python"], registry=r)
         self.build_info.labels(version=stream_app.__version__, python=platform.python_version()).set(1)
 
-    def set_kpis(self, doc: dict[str, object] | None) -> None:
+    def set_kpis(self, doc: Mapping[str, object] | None) -> None:
         """Leader: the store KPIs; other workers: none (so the group exports them once)."""
         if doc is None:
             self.kpi.clear()
@@ -159,8 +159,8 @@ class Metrics:
         for d in out.tier_changes:
             self.tier_changes.labels(from_tier=d["from_tier"] or "none", to_tier=d["to_tier"],
                                      reason=d["reason"]).inc()
-        for d in out.alerts:
-            self.alerts.labels(type=d["type"], severity=d["severity"]).inc()
+        for a in out.alerts:
+            self.alerts.labels(type=a["type"], severity=a["severity"]).inc()
         if out.erased:
             self.erasures.inc(out.erased)
         wm = proc.unit.watermark

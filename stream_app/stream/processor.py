@@ -16,13 +16,13 @@ a crash is never applied twice.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
+from stream_app.engine.records import Alert, TierChange
 from stream_app.lines import decode_rekeyed
 from stream_app.validation import Rejection
 
@@ -53,9 +53,8 @@ class PartitionBatch:
     #: customers erased in the batch (SPEC §9): a tombstone each, published before the records, so
     #: one erased and back in the same batch ends with its new record (`score_records`)
     tombstones: list[str] = field(default_factory=list)
-    # records typed loosely until metrics.py stops reusing one loop variable for both kinds
-    tier_changes: Sequence[Mapping[str, Any]] = field(default_factory=list)
-    alerts: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    tier_changes: list[TierChange] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0

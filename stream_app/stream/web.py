@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -60,10 +60,10 @@ class WorkerView(Protocol):
     def customer_partition(self, customer_id: str) -> int:
         """The partition that holds `customer_id`."""
 
-    def customer_record(self, customer_id: str, as_of: str | None) -> tuple[int, dict[str, Any]]:
+    def customer_record(self, customer_id: str, as_of: str | None) -> tuple[int, Mapping[str, Any]]:
         """(HTTP status, body) for a customer of an owned partition, read at `as_of` (RFC 3339)."""
 
-    def kpi_document(self) -> dict[str, Any]:
+    def kpi_document(self) -> Mapping[str, Any]:
         """The store KPI document (every partition's partial, merged)."""
 
     def owner_url(self, partition: int) -> str | None:

@@ -16,7 +16,6 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -25,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from stream_app.config import Settings
 from stream_app.engine import AsOfBeforeClock
 from stream_app.engine.clock import format_instant, parse_rfc3339
+from stream_app.engine.records import CustomerRecord, KpiDocument
 from stream_app.stream.ingest import IngestLoop
 from stream_app.stream.kafka_io import client_options, faust_credentials, partition_for
 from stream_app.stream.kpis import StoreKpis
@@ -155,7 +155,7 @@ class ScorerApp:
     def customer_partition(self, customer_id: str) -> int:
         return partition_for(customer_id.encode(), self.settings.partitions)
 
-    def customer_record(self, customer_id: str, as_of: str | None) -> tuple[int, dict[str, Any]]:
+    def customer_record(self, customer_id: str, as_of: str | None) -> tuple[int, CustomerRecord | dict[str, str]]:
         """(status, body) for a customer owned by this worker."""
         proc = self.processors.get(self.customer_partition(customer_id))
         if proc is None:
@@ -173,7 +173,7 @@ class ScorerApp:
         except AsOfBeforeClock as exc:
             return 400, {"error": f"as_of is before the customer's clock {format_instant(exc.clock)}"}
 
-    def kpi_document(self) -> dict[str, Any]:
+    def kpi_document(self) -> KpiDocument:
         return self.kpis.document()
 
     def owner_url(self, partition: int) -> str | None:
