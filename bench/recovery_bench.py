@@ -22,8 +22,8 @@ from stream_app.config import Settings
 from stream_app.engine import Unit
 from stream_app.engine.clock import DAY, parse_rfc3339
 from stream_app.engine.events import Event
+from stream_app.engine.formats import CUSTOMER, UNIT, encode_customer, encode_unit, state_key
 from stream_app.stream.kafka_io import BatchSender, changelog_topic, client_options, ensure_topics, partition_for
-from stream_app.stream.processor import CUSTOMER, UNIT, state_key
 from stream_app.stream.restore import restore_units
 from stream_app.stream.state_store import MemoryStore, RocksStore, StateStore
 
@@ -51,11 +51,11 @@ async def _write(settings: Settings, units: dict[int, Unit]) -> int:
     n = 0
     try:
         for p, unit in units.items():
-            core = orjson.dumps({**unit.core_state(), "offset": len(unit.customers) - 1})
+            core = encode_unit(unit.core(), len(unit.customers) - 1, 0)
             customers = list(unit.customers.values())
             for i in range(0, len(customers), GROUP):
                 sender = BatchSender(producer)
-                sender.extend(topic, p, [(state_key(p, CUSTOMER, c.customer_id), orjson.dumps(c.to_state()))
+                sender.extend(topic, p, [(state_key(p, CUSTOMER, c.customer_id), encode_customer(c))
                                          for c in customers[i:i + GROUP]])
                 sender.add(topic, p, state_key(p, UNIT), core)
                 n += len(sender)

@@ -16,9 +16,8 @@ import orjson
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit, store_document
 from stream_app.engine.records import Alert, CustomerRecord, TierChange
-from stream_app.lines import decode_rekeyed
 from stream_app.stream.kafka_io import read_topic
-from stream_app.validation import Rejection
+from stream_app.validation import Rejection, decode_rekeyed
 
 
 def _close(a: Any, b: Any) -> bool:

@@ -13,8 +13,9 @@ from aiokafka import AIOKafkaProducer
 from stream_app.config import Settings
 from stream_app.engine.clock import parse_rfc3339
 from stream_app.engine.events import TOPIC_OF_TYPE
-from stream_app.lines import is_wrapper, iter_lines, open_events, wrapper_topic
+from stream_app.lines import iter_lines, open_events
 from stream_app.stream.kafka_io import BatchSender, client_options, partition_for, start_client
+from stream_app.validation import is_wrapper, wrapper_topic
 
 
 def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None, bytes]:

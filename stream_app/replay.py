@@ -11,8 +11,8 @@ import orjson
 from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, format_instant, format_optional, parse_rfc3339
 from stream_app.engine.records import Alert, TierChange
-from stream_app.lines import READ_ERRORS, InputError, decode_line, iter_lines, open_events, read_error
-from stream_app.validation import MAX_MESSAGE_BYTES, Rejection, validate_object
+from stream_app.lines import READ_ERRORS, InputError, iter_lines, open_events, read_error
+from stream_app.validation import MAX_MESSAGE_BYTES, Rejection, decode_line, validate_object
 
 ReplayError = InputError  # the name the CLI and users know
 

@@ -1,4 +1,6 @@
-"""bytes -> Event | Rejection, exactly per SPEC §1.
+"""bytes -> Event | Rejection, exactly per SPEC §1, and the SPEC §8 wrapper around an event.
+
+Over 300 lines: the event's checks and the wrapper's (which come first) are one decoding rule.
 
 Checks run in the order of the SPEC's tables (size, JSON, object, then the envelope fields, then
 the type's own fields) and stop at the first fault, so each bad message yields one dead letter
@@ -25,8 +27,10 @@ from stream_app.engine.events import (
     SOCIAL,
     SURVEY_RESPONSE,
     TOPIC_OF_TYPE,
+    TOPICS,
     Event,
 )
+from stream_app.engine.formats import decode_rekeyed as decode_rekeyed_array
 
 MAX_MESSAGE_BYTES = 64 * 1024
 #: SPEC §1 default: how far after its received time an event may be dated (µs)
@@ -39,6 +43,7 @@ UNKNOWN_TYPE = "unknown_type"
 MISSING_FIELD = "missing_field"
 INVALID_FIELD = "invalid_field"
 WRONG_TOPIC = "wrong_topic"
+DEFAULT_TOPIC_NAMES: dict[str, str] = {t: f"engagement.{t}" for t in TOPICS}
 REASONS: tuple[str, ...] = (
     INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE, UNKNOWN_TYPE, MISSING_FIELD, INVALID_FIELD, WRONG_TOPIC,
 )
@@ -311,3 +316,68 @@ def validate_bytes(
     if bad is not None:
         return bad
     return validate_object(obj, topic, currency, received_at, future_tolerance)
+
+
+# -- SPEC §8: the wrapper, lines, and the re-keyed topic -------------------------------------
+def is_wrapper(obj: Any) -> bool:
+    """SPEC §8: an object with non-null `topic` and `event` and no `type` (null counts as absent)."""
+    return (isinstance(obj, dict) and obj.get("topic") is not None and obj.get("event") is not None
+            and obj.get("type") is None)
+
+
+def wrapper_topic(name: Any, topic_names: dict[str, str] | None = None) -> str | None:
+    """The short topic a wrapper's full (`engagement.orders`) or short (`orders`) name means."""
+    names = topic_names or DEFAULT_TOPIC_NAMES
+    if type(name) is not str:
+        return None
+    return next((short for short, full in names.items() if name in (short, full)), None)
+
+
+class Unwrapped(NamedTuple):
+    topic: str  # short name
+    event: dict[str, Any]
+    received_at: int | None  # µs; None when the wrapper has none
+
+
+def unwrap(obj: dict[str, Any], topic_names: dict[str, str] | None = None) -> Unwrapped | Rejection:
+    """A wrapper's topic, event and received time, or the Rejection for its own first fault
+    (SPEC §8: they come before the event's), in the order topic, event, received_at."""
+    topic = wrapper_topic(obj["topic"], topic_names)
+    if topic is None:
+        names = topic_names or DEFAULT_TOPIC_NAMES
+        return Rejection(INVALID_FIELD, "topic", f"unknown topic {str(obj['topic'])[:64]!r}; expected one of "
+                         + ", ".join(sorted(names.values())))
+    event = obj["event"]
+    if not isinstance(event, dict):
+        return Rejection(NOT_AN_OBJECT, "event", "the wrapper's 'event' must be a JSON object")
+    received_at = instant_field(obj, "received_at")
+    if isinstance(received_at, Rejection):
+        return received_at
+    return Unwrapped(topic, event, received_at)
+
+
+def decode_line(
+    raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
+    future_tolerance: int = DEFAULT_FUTURE_TOLERANCE,
+) -> Event | Rejection:
+    """One line (already split, without newline) -> Event | Rejection, with the §8 wrapper rule.
+
+    A plain event line is not checked against the future (it has no received time); a wrapper's
+    `received_at`, when present, is (SPEC §1)."""
+    obj, bad = load_message(raw, MAX_MESSAGE_BYTES)
+    if bad is not None:
+        return bad
+    if is_wrapper(obj):
+        unwrapped = unwrap(obj, topic_names)
+        if isinstance(unwrapped, Rejection):
+            return unwrapped
+        return validate_object(unwrapped.event, unwrapped.topic, currency, unwrapped.received_at, future_tolerance)
+    return validate_object(obj, None, currency)
+
+
+def decode_rekeyed(raw: bytes, topic_names: dict[str, str] | None = None, currency: str = "GBP",
+                   future_tolerance: int = DEFAULT_FUTURE_TOLERANCE) -> Event | Rejection:
+    """A re-keyed message -> Event | Rejection: the validated array form (`formats.decode_rekeyed`),
+    else a line (format 0, the wrapper form, is validated as one; anything else is rejected)."""
+    ev = decode_rekeyed_array(raw)
+    return ev if ev is not None else decode_line(raw, topic_names, currency, future_tolerance)

@@ -41,7 +41,7 @@ class Customer:
     t_ref is the largest occurred_at applied, so decay factors are always ≤ 1 (DESIGN.md).
     """
 
-    # in the order of `to_state` (grouped by meaning, not sorted)
+    # in the order of the state record (formats.CUSTOMER_FIELDS; grouped by meaning, not sorted)
     __slots__ = (  # noqa: RUF023
         "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
         "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
@@ -175,35 +175,6 @@ class Customer:
     def snapshot(self, cfg: EngineConfig) -> CustomerRecord:
         """The record at the customer's clock: what the stream publishes on an update (SPEC §2)."""
         return self.read(None, cfg)
-
-    # -- serialization: a flat list, compact under orjson -------------------------------------
-    def to_state(self) -> list[Any]:
-        return [
-            self.customer_id, self.s_ref, self.t_ref, self.points, self.events_total,
-            self.orders_total, self.revenue_total, self.first_order_at, self.last_order_at,
-            self.order_buckets, self.activity_buckets, self.tier, self.tier_since,
-            list(self.top_order_days), list(self.cart) if self.cart else None,
-            self.latest_checkout_at, self.order_instants.tolist(), self.feedback_at,
-            self.churn_alerted, self.due_day, self.last_activity, self.channel_days,
-            self.message_buckets, self.last_nps, self.last_nps_at,
-        ]
-
-    @classmethod
-    def from_state(cls, s: list[Any]) -> Customer:
-        c = cls(s[0], s[2])
-        (c.customer_id, c.s_ref, c.t_ref, c.points, c.events_total, c.orders_total,
-         c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
-         c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
-         c.churn_alerted, c.due_day) = s[:20]
-        if len(s) > 20:
-            c.last_activity, c.channel_days, c.message_buckets, c.last_nps, c.last_nps_at = s[20:]
-        else:  # written before SPEC §1 had non-activity types: every applied event was activity
-            c.last_activity, c.channel_days, c.message_buckets, c.last_nps, c.last_nps_at = (
-                c.t_ref, [], None, None, None)
-        c.top_order_days = TopOrderDays(top[0], top[1])
-        c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
-        c.order_instants = array("q", instants)
-        return c
 
 
 def add_to_buckets(b: list[Any], day: SharedInt, values: tuple[Any, ...], lo: int) -> None:

@@ -10,7 +10,7 @@ time; nothing here reads a clock or does I/O.
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import NamedTuple
 
 from stream_app.engine.alerts import abandoned_cart, churn_risk
 from stream_app.engine.apply import Scoring
@@ -24,6 +24,16 @@ from stream_app.engine.records import CustomerRecord, Outputs
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
+
+
+class UnitCore(NamedTuple):
+    """What the unit record holds of the unit (`Unit.core`, `formats.encode_unit`)."""
+
+    watermark: int | None
+    kpis: KpiPartial
+    applied: int
+    duplicates: int
+    erasures: int
 
 
 class Unit(Scoring):
@@ -153,27 +163,18 @@ class Unit(Scoring):
         self.dedupe.start_log()
 
     # -- persistence: the shell stores customers, ids and the unit core under separate keys ------
-    def core_state(self) -> dict[str, Any]:
-        """Unit-level state other than customers and remembered ids (those have their own keys)."""
-        return {
-            "watermark": self.watermark,
-            "kpis": self.kpis.to_state(),
-            "applied": self.applied,
-            "duplicates": self.duplicates,
-            "erasures": self.erasures,
-        }
+    def core(self) -> UnitCore:
+        """Unit-level state other than customers and remembered ids (those have their own keys);
+        `formats.encode_unit` writes it."""
+        return UnitCore(self.watermark, self.kpis, self.applied, self.duplicates, self.erasures)
 
     @classmethod
-    def from_parts(cls, core: dict[str, Any] | None, customers: list[Customer],
+    def from_parts(cls, core: UnitCore | None, customers: list[Customer],
                    seen: list[tuple[str, int]], config: EngineConfig = DEFAULT_CONFIG) -> Unit:
         """Rebuild a unit from persisted parts; timers and the sweep index derive from customers."""
         u = cls(config)
         if core is not None:
-            u.watermark = core["watermark"]
-            u.kpis = KpiPartial.from_state(core["kpis"])
-            u.applied = core["applied"]
-            u.duplicates = core["duplicates"]
-            u.erasures = core.get("erasures", 0)
+            u.watermark, u.kpis, u.applied, u.duplicates, u.erasures = core
         for c in customers:
             u.customers[c.customer_id] = c
             if c.cart is not None:

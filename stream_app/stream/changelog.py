@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from stream_app.engine.formats import UNIT, state_key
 from stream_app.stream.state_store import Record, StateStore
 
 
 def unit_record_key(partition: int) -> bytes:
     """The key of the partition's unit record (`<p>|u`), the commit marker."""
-    return f"{partition}|u".encode()
+    return state_key(partition, UNIT)
 
 
 class ChangelogReplayer:

@@ -4,7 +4,7 @@ Each message is validated with its Kafka timestamp as its received time (SPEC §
 
 One aiokafka consumer group (`<app>-ingest`) reads whole fetches; per fetch, rejected messages go
 to the dead-letter topic (`dead_letters.py`) and accepted ones, the validated event itself
-(`lines.encode_rekeyed`), to the re-keyed topic (key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
+(`formats.encode_rekeyed`), to the re-keyed topic (key `customer_id`, anonymous guest orders `order_id`; Kafka's default partitioner). Offsets are
 committed after the sends are acknowledged, so a re-sent message is a duplicate event id for the
 engine.
 """
@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 
 from stream_app.config import Settings
-from stream_app.lines import encode_rekeyed
+from stream_app.engine.formats import encode_rekeyed
 from stream_app.stream import failpoints
 from stream_app.stream.dead_letters import DeadLetters
 from stream_app.stream.kafka_io import BatchSender, consumer_options, partition_for

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.engine import EngineConfig, KpiPartial, store_document
+from stream_app.engine.formats import decode_kpi_message
 from stream_app.engine.records import KpiDocument
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic
@@ -90,8 +91,8 @@ class StoreKpis:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
                 for records in batches.values():
                     for r in records:
-                        doc = orjson.loads(r.value)
-                        self.partials[doc["partition"]] = (doc["watermark"], KpiPartial.from_state(doc["kpis"]))
+                        msg = decode_kpi_message(r.value)
+                        self.partials[msg.partition] = (msg.watermark, msg.kpis)
                         self.version += 1
         finally:
             await consumer.stop()

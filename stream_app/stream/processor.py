@@ -7,7 +7,8 @@ State records go to the partition's own changelog partition, keyed `<p>|c|<custo
 (customer; a tombstone when erased), `<p>|E|<n>` (the event ids a batch remembered, with the
 watermark after each: one record per batch, a tombstone once all of them are forgotten) and `<p>|u`
 (watermark, KPI partial, counters, the last id record's number and the offset of the last message
-applied). Changelogs written before the batched form may hold `<p>|e|<event_id>` records: they are
+applied); `engine.formats` encodes and decodes each (docs/STREAM.md, "Record formats").
+Changelogs written before the batched form may hold `<p>|e|<event_id>` records: they are
 still read, and tombstoned when their id is forgotten. The unit record is written last in each
 batch; messages at or below its offset are skipped after a restart, so a batch re-delivered after
 a crash is never applied twice.
@@ -17,32 +18,29 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from stream_app.engine import APPLIED, TIERS, Customer, EngineConfig, Unit
+from stream_app.engine.formats import (
+    CUSTOMER,
+    EVENT_ID,
+    EVENT_IDS,
+    UNIT,
+    UnitRecord,
+    decode_customer,
+    decode_ids,
+    decode_legacy_id,
+    decode_unit,
+    encode_customer,
+    encode_ids,
+    encode_kpi_message,
+    encode_unit,
+    parse_state_key,
+    state_key,
+)
 from stream_app.engine.records import Alert, TierChange
-from stream_app.lines import decode_rekeyed
-from stream_app.validation import Rejection
-
-CUSTOMER, EVENT_ID, EVENT_IDS, UNIT = "c", "e", "E", "u"
-
-
-def state_key(partition: int, kind: str, name: str = "") -> bytes:
-    return f"{partition}|{kind}|{name}".encode() if name else f"{partition}|{kind}".encode()
-
-
-def parse_state_key(key: bytes) -> tuple[int, str, str]:
-    p, _, rest = key.decode().partition("|")
-    kind, _, name = rest.partition("|")
-    return int(p), kind, name
-
-
-def wrap_event(short_topic: str, raw: bytes) -> bytes:
-    """A re-keyed message in the older wrapper form (the original payload with its topic), which
-    `decode_rekeyed` still reads; ingest writes `lines.encode_rekeyed` arrays."""
-    return b'{"topic":"' + short_topic.encode() + b'","event":' + raw + b"}"
+from stream_app.validation import Rejection, decode_rekeyed
 
 
 @dataclass
@@ -91,7 +89,7 @@ class PartitionProcessor:
     def restore(cls, partition: int, records: dict[bytes, bytes], config: EngineConfig,
                 topic_names: dict[str, str] | None = None) -> PartitionProcessor:
         """Rebuild from this partition's state records (key -> value, tombstones removed)."""
-        core: dict[str, Any] | None = None
+        unit_record: UnitRecord | None = None
         customers: list[Customer] = []
         seen: list[tuple[str, int]] = []
         legacy: set[str] = set()
@@ -99,19 +97,20 @@ class PartitionProcessor:
         for key, value in records.items():
             _, kind, name = parse_state_key(key)
             if kind == CUSTOMER:
-                customers.append(Customer.from_state(orjson.loads(value)))
+                customers.append(decode_customer(value))
             elif kind == EVENT_IDS:
-                ids = orjson.loads(value)
-                seen.extend((eid, at) for eid, at in ids)
+                ids = decode_ids(value)
+                seen.extend(ids)
                 id_records.append((int(name), ids[-1][1]))
             elif kind == EVENT_ID:
-                seen.append((name, orjson.loads(value)))
+                seen.append((name, decode_legacy_id(value)))
                 legacy.add(name)
             elif kind == UNIT:
-                core = orjson.loads(value)
+                unit_record = decode_unit(value)
+        core = unit_record.core if unit_record else None
         unit = Unit.from_parts(core, customers, seen, config)
-        proc = cls(partition, unit, core["offset"] if core else -1, topic_names)
-        proc.id_seq = core.get("id_seq", 0) if core else 0
+        proc = cls(partition, unit, unit_record.offset if unit_record else -1, topic_names)
+        proc.id_seq = unit_record.id_seq if unit_record else 0
         proc.id_records.extend(sorted(id_records))
         proc.legacy_ids = legacy  # the expired ones are tombstoned with the first batch
         proc._legacy_swept = not legacy
@@ -156,14 +155,11 @@ class PartitionProcessor:
             out.tombstones.append(cid)
         for cid in sorted(drained.changed):
             c = unit.customers[cid]
-            out.state.append((state_key(p, CUSTOMER, cid), orjson.dumps(c.to_state())))
+            out.state.append((state_key(p, CUSTOMER, cid), encode_customer(c)))
             out.scores[cid] = orjson.dumps(c.snapshot(cfg))
         self._id_state(out, drained.id_log)
         if out.applied or out.skipped or out.rejected or out.duplicates:
-            core = unit.core_state()
-            core["offset"] = self.offset
-            core["id_seq"] = self.id_seq
-            out.state.append((state_key(p, UNIT), orjson.dumps(core)))
+            out.state.append((state_key(p, UNIT), encode_unit(unit.core(), self.offset, self.id_seq)))
             out.kpis_changed = out.applied > 0
         return out
 
@@ -185,7 +181,7 @@ class PartitionProcessor:
                 out.state.append((state_key(p, EVENT_ID, eid), None))
         if remembered:
             self.id_seq += 1
-            out.state.append((state_key(p, EVENT_IDS, str(self.id_seq)), orjson.dumps(remembered)))
+            out.state.append((state_key(p, EVENT_IDS, str(self.id_seq)), encode_ids(remembered)))
             self.id_records.append((self.id_seq, remembered[-1][1]))  # watermarks only grow
         wm, horizon, records = unit.watermark, unit.config.dedupe_horizon, self.id_records
         while records and wm is not None and records[0][1] + horizon <= wm:
@@ -196,6 +192,5 @@ class PartitionProcessor:
         return [(cid, None) for cid in out.tombstones] + list(out.scores.items())
 
     def kpi_partial_record(self) -> bytes:
-        return orjson.dumps({"partition": self.partition, "watermark": self.unit.watermark,
-                             "kpis": self.unit.kpis.to_state()})
+        return encode_kpi_message(self.partition, self.unit.watermark, self.unit.kpis)
 

@@ -20,13 +20,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.config import Settings
-from stream_app.engine import DEFAULT_CONFIG, Customer
+from stream_app.engine import DEFAULT_CONFIG
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import Event
-from stream_app.lines import decode_rekeyed
+from stream_app.engine.formats import UnitRecord, decode_customer, decode_unit
+from stream_app.engine.records import CustomerRecord
 from stream_app.stream.compat import refresh_metadata
 from stream_app.stream.kafka_io import changelog_topic, consumer_options
-from stream_app.validation import Rejection, validate_bytes
+from stream_app.validation import Rejection, decode_rekeyed, validate_bytes
 from tests.helpers.compare import merged_kpis, unique
 from tests.oracle import oracle_unit
 
@@ -121,8 +122,8 @@ class Observed:
     tier_changes: dict[str, list[dict[str, Any]]]
     alerts: dict[str, list[dict[str, Any]]]
     kpis: dict[str, Any] | None
-    #: partition -> (unit record, {customer_id: state}) from the committed changelog
-    state: dict[int, tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]]
+    #: partition -> (unit record's counters, {customer_id: state}) from the committed changelog
+    state: dict[int, tuple[dict[str, Any] | None, dict[str, bytes]]]
     dead_letters: Counter[str]
 
 
@@ -184,10 +185,11 @@ async def observe(settings: Settings) -> Observed:
 
 
 def committed_state(changelog: dict[int, list[Any]]) -> dict[int, tuple[dict[str, Any] | None,
-                                                                        dict[str, dict[str, Any]]]]:
+                                                                        dict[str, bytes]]]:
     """Each partition's state as a restore would see it: groups closed by a unit record only.
 
-    Written here from the protocol's definition (docs/RELIABILITY.md), not with the worker's code.
+    Written here from the protocol's definition (docs/RELIABILITY.md), not with the worker's code;
+    the records are decoded with `engine.formats`, the one module that knows their layouts.
     """
     out = {}
     for p, records in changelog.items():
@@ -199,9 +201,9 @@ def committed_state(changelog: dict[int, list[Any]]) -> dict[int, tuple[dict[str
                 committed.update((x.key, x.value) for x in pending)
                 pending = []
         unit = committed.get(f"{p}|u".encode())
-        customers = {k.decode().split("|", 2)[2]: orjson.loads(v) for k, v in committed.items()
+        customers = {k.decode().split("|", 2)[2]: v for k, v in committed.items()
                      if v is not None and k.startswith(f"{p}|c|".encode())}
-        out[p] = (orjson.loads(unit) if unit else None, customers)
+        out[p] = (_counters(decode_unit(unit)) if unit else None, customers)
     return out
 
 
@@ -217,9 +219,13 @@ def expected_dead_letters(settings: Settings, inputs: dict[str, dict[int, list[A
     return reasons
 
 
-def state_record(state: Any) -> dict[str, Any]:
+def _counters(u: UnitRecord) -> dict[str, Any]:
+    return {"offset": u.offset, "applied": u.core.applied, "duplicates": u.core.duplicates}
+
+
+def state_record(state: bytes) -> CustomerRecord:
     """A committed customer state, read back as its record at the customer's clock."""
-    return Customer.from_state(state).snapshot(DEFAULT_CONFIG)
+    return decode_customer(state).snapshot(DEFAULT_CONFIG)
 
 
 def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from stream_app.engine import COMPILED, Customer, Unit
+from stream_app.engine import COMPILED, Unit
+from stream_app.engine.formats import decode_customer, decode_ids, decode_unit, encode_customer, encode_ids, encode_unit
 from stream_app.replay import Replay, replay_file
 from stream_app.simulate import Simulator
 from stream_app.validation import validate_bytes
@@ -35,10 +36,10 @@ def restored_half_way(lines: list[bytes]) -> dict[str, Any]:
     for ev in events[:half]:
         u.offer(ev)  # type: ignore[arg-type]
     early = u.drain()
-    core = orjson.loads(orjson.dumps(u.core_state()))
-    customers = [Customer.from_state(orjson.loads(orjson.dumps(c.to_state()))) for c in u.customers.values()]
-    seen = [tuple(p) for p in orjson.loads(orjson.dumps(list(u.seen.items())))]
-    u = Unit.from_parts(core, customers, seen)  # type: ignore[arg-type]
+    core = decode_unit(encode_unit(u.core(), -1, 0)).core
+    customers = [decode_customer(encode_customer(c)) for c in u.customers.values()]
+    seen = decode_ids(encode_ids(list(u.seen.items())))
+    u = Unit.from_parts(core, customers, seen)
     for ev in events[half:]:
         u.offer(ev)  # type: ignore[arg-type]
     late = u.drain()

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from stream_app.engine import DEFAULT_CONFIG, KpiPartial, Unit
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import TOPIC_OF_TYPE, Event
-from stream_app.lines import encode_rekeyed
+from stream_app.engine.formats import encode_rekeyed
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.validation import validate_bytes
 from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis, unique

@@ -1,5 +1,6 @@
-"""stream_app/lines.py: the re-keyed topic's compact form (and the wrapper form it still reads), the
-SPEC §8 replay wrapper with its `received_at`, and line splitting."""
+"""Decoding lines and re-keyed messages (validation.decode_line / decode_rekeyed: the re-keyed
+topic's compact form, formats.encode_rekeyed, and the wrapper form it still reads), the SPEC §8
+replay wrapper with its `received_at`, and line splitting (stream_app/lines.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import orjson
 import pytest
 
 from stream_app.engine.events import Event
-from stream_app.lines import decode_line, decode_rekeyed, encode_rekeyed, iter_lines
-from stream_app.stream.processor import wrap_event
-from stream_app.validation import Rejection, validate_bytes
+from stream_app.engine.formats import REKEYED_INDEX, encode_rekeyed, wrap_event
+from stream_app.lines import iter_lines
+from stream_app.validation import Rejection, decode_line, decode_rekeyed, validate_bytes
 
 ORDER = b'{"event_id":"e1","type":"order_placed","customer_id":"c1","occurred_at":"2011-05-01T10:00:00.5Z",' \
         b'"order_id":"o1","amount":12.5,"guest":true,"channel":"Web"}'
@@ -139,10 +140,10 @@ def test_the_new_types_round_trip_on_the_rekeyed_topic(event: dict[str, object])
     assert isinstance(ev, Event)
     encoded = encode_rekeyed(ev)
     assert decode_rekeyed(encoded) == ev
-    assert orjson.loads(encoded)[3] == topic
+    assert orjson.loads(encoded)[REKEYED_INDEX["topic"]] == topic
     # the shape check ties the type to its topic: a privacy type claiming another topic is refused
     tampered = orjson.loads(encoded)
-    tampered[3] = "social" if topic == "privacy" else "privacy"
+    tampered[REKEYED_INDEX["topic"]] = "social" if topic == "privacy" else "privacy"
     assert isinstance(decode_rekeyed(orjson.dumps(tampered)), Rejection)
 
 

@@ -201,8 +201,8 @@ def test_received_at_on_a_wrapper_line_rejects_a_future_dated_event() -> None:
 def test_the_fast_path_and_decode_line_agree() -> None:
     """Replay.feed decodes plain event lines without the wrapper logic; both routes must give the
     same result for every shape, wrappers and near-wrappers included."""
-    from stream_app.lines import decode_line
     from stream_app.replay import Replay
+    from stream_app.validation import decode_line
 
     lines = [
         line(PV), line({**PV, "type": None, "topic": "clicks", "event": PV}),

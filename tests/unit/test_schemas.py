@@ -161,7 +161,7 @@ def test_wrapper_schema_matches_the_topics_and_types_in_code() -> None:
     """The replay wrapper schema's topic names, topic/type rule and per-type dispatch are the code's
     tables (SPEC §1/§8), so a new type or topic cannot be forgotten there."""
     from stream_app.config import Settings
-    from stream_app.lines import DEFAULT_TOPIC_NAMES
+    from stream_app.validation import DEFAULT_TOPIC_NAMES
 
     doc = SCHEMA_DOCS["replay_wrapper"]
     assert DEFAULT_TOPIC_NAMES == Settings().input_topics
@@ -253,7 +253,7 @@ def validation() -> Any:
 
 def _scorer_decode(validation: Any, name: str, path: Path) -> Any:
     """What the scorer makes of an example: a wrapper line as the replay reads it, else a message."""
-    from stream_app.lines import decode_line
+    from stream_app.validation import decode_line
 
     if name == "replay_wrapper":
         return decode_line(path.read_bytes().strip())

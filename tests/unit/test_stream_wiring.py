@@ -16,7 +16,6 @@ import orjson
 import pytest
 
 from stream_app.config import EMBEDDED_PROFILE, SecurityProtocol, Settings
-from stream_app.lines import decode_rekeyed
 from stream_app.report import format_number
 from stream_app.stream import web
 from stream_app.stream.ingest import IngestLoop
@@ -25,7 +24,7 @@ from stream_app.stream.kpis import StoreKpis, is_kpi_leader
 from stream_app.stream.launch import worker_command, worker_env
 from stream_app.stream.metrics import Metrics
 from stream_app.stream.worker import ScorerApp
-from stream_app.validation import validate_bytes
+from stream_app.validation import decode_rekeyed, validate_bytes
 
 STREAM = Path(__file__).resolve().parents[2] / "stream_app" / "stream"
 

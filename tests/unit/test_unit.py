@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.engine import DEFAULT_CONFIG, DUPLICATE, Customer, EngineConfig, Unit
+from stream_app.engine import DEFAULT_CONFIG, DUPLICATE, EngineConfig, Unit
 from stream_app.engine.clock import DAY, HOUR, MINUTE, format_instant, parse_rfc3339
 from stream_app.engine.events import TOPIC_OF_TYPE, Event
+from stream_app.engine.formats import decode_customer, decode_ids, decode_unit, encode_customer, encode_ids, encode_unit
 
 T0 = parse_rfc3339("2024-03-01T00:00:00Z")
 assert T0 is not None
@@ -249,9 +250,9 @@ def test_windows_for_clicks_and_social() -> None:
 
 
 def _persisted_round_trip(u: Unit) -> Unit:
-    core = orjson.loads(orjson.dumps(u.core_state()))
-    customers = [Customer.from_state(orjson.loads(orjson.dumps(c.to_state()))) for c in u.customers.values()]
-    seen = [(k, v) for k, v in orjson.loads(orjson.dumps(list(u.seen.items())))]
+    core = decode_unit(encode_unit(u.core(), -1, 0)).core
+    customers = [decode_customer(encode_customer(c)) for c in u.customers.values()]
+    seen = decode_ids(encode_ids(list(u.seen.items())))
     return Unit.from_parts(core, customers, seen, u.config)
 
 
