@@ -2,7 +2,7 @@
 
 The package metadata is in pyproject.toml; this file only adds the compiled engine. The engine is
 plain, fully typed Python and runs as is (ENGAGEMENT_PURE_PYTHON=1, or no C compiler): compiling
-it changes its speed, not its results (tests/unit/test_compiled_engine.py checks that both agree).
+it changes its speed, not its results (tests/unit/engine/test_compiled_engine.py checks that both agree).
 Next to the extension modules, `_compiled.json` records the SHA-256 of every source compiled, so
 that an engine module edited after the build is never shadowed by its stale extension
 (stream_app/engine/compiled.py falls back to the sources and says so).

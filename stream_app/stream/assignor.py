@@ -6,7 +6,7 @@ state as possible), hands the rest to the least-loaded members, and sends everyo
 partition -> URL map, which the HTTP API uses to forward a customer to its owner.
 
 aiokafka's assignor protocol is semi-private: it is imported through `compat.py`, which says what
-we rely on, and `tests/unit/test_compat.py` checks it.
+we rely on, and `tests/unit/stream/test_compat.py` checks it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything here is private or semi-private in the library that provides it: not in its
 documented API, so a release can move or reshape it without notice. Keeping every such use in
 this module, and pinning the tested versions (pyproject.toml upper bounds, constraints.txt),
-means an upgrade is checked in one place: `tests/unit/test_compat.py` fails when an internal we
+means an upgrade is checked in one place: `tests/unit/stream/test_compat.py` fails when an internal we
 rely on disappears or changes shape.
 
 What we rely on:

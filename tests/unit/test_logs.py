@@ -27,7 +27,7 @@ def test_json_formatter_includes_exceptions() -> None:
 
 
 def test_both_formats_replace_faust_logging_with_ours() -> None:
-    # text too: Faust's own setup would otherwise print a second format (tests/unit/test_worker_logs.py)
+    # text too: Faust's own setup would otherwise print a second format (tests/unit/stream/test_worker_logs.py)
     assert logging_config("info", "text")["formatters"]["default"]["()"] == "stream_app.logs.TextFormatter"
     cfg = logging_config("warning", "json")
     assert cfg["root"]["level"] == "WARNING"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from stream_app.engine import Unit
 from stream_app.engine.events import Event
 from tests.oracle import DAY, HOUR, MINUTE, format_instant, parse_instant
-from tests.unit.test_engine_properties import _ev, _order, check_against_oracle, engine_replay
+from tests.unit.engine.test_engine_properties import _ev, _order, check_against_oracle, engine_replay
 
 T0 = "2024-03-01T10:00:00Z"
 

@@ -26,7 +26,7 @@ from stream_app.stream.metrics import Metrics
 from stream_app.stream.worker import ScorerApp
 from stream_app.validation import decode_rekeyed, validate_bytes
 
-STREAM = Path(__file__).resolve().parents[2] / "stream_app" / "stream"
+STREAM = Path(__file__).resolve().parents[3] / "stream_app" / "stream"
 
 
 def test_plaintext_has_no_credentials() -> None:

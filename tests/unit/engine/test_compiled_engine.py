@@ -17,7 +17,7 @@ import stream_app.engine as engine
 import stream_app.engine.unit as unit_module
 from stream_app.engine.compiled import ENGINE_DIR, PURE_ENV, extension_modules, stale_modules
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PURE = bool(os.environ.get(PURE_ENV))
 
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
-from tests.unit.test_security_api import TOKEN, Served, StandIn, serve
+from tests.unit.stream.test_security_api import TOKEN, Served, StandIn, serve
 
 
 async def call(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:

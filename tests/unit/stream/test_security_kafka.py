@@ -22,7 +22,7 @@ from stream_app.stream import ingest, kafka_io, kpis, scoring, worker
 from stream_app.stream.kafka_io import BrokerConnectError, client_options, start_client
 from stream_app.stream.worker import ScorerApp
 
-TEST_CA = Path(__file__).parent / "data" / "test-ca.pem"  # a self-signed CA certificate (no key)
+TEST_CA = Path(__file__).parents[1] / "data" / "test-ca.pem"  # a self-signed CA certificate (no key)
 CA_SUBJECT = ((("commonName", "engagement-scorer test CA"),),)
 
 SECURITY = ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
