@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
+from stream_app.engine.segment_defs import SegmentError, parse_segments
 
 #: the enumerated settings: `__post_init__` refuses any other value (the security protocol is
 #: checked where the Kafka clients are configured, `kafka_io.client_options`)
@@ -54,6 +55,7 @@ class Settings:
     topic_tier_changes: str = "engagement.tier-changes"
     topic_alerts: str = "engagement.alerts"
     topic_kpis: str = "engagement.kpis"
+    topic_segment_changes: str = "engagement.segment-changes"  # segments entered and left (SPEC §10)
     topic_dead_letter: str = "engagement.dead-letter"
     store: Store = "memory://"            # or rocksdb:// (rocksdict) for production: state on disk
     data_dir: str = "/tmp/engagement-scorer"
@@ -77,6 +79,9 @@ class Settings:
     dedupe_horizon_days: float = 7.0      # how long an applied event id is remembered (§2)
     future_tolerance_hours: float = 24.0  # an event dated further after its Kafka timestamp is invalid (§1)
     channels: str = "web,app,store,email,sms,push,social"  # other channels count as `other` (§1, §7)
+    #: a segment definitions file (SPEC §10, schemas/input/segments_file.schema.json); empty = the
+    #: built-in segments; a file `{"segments": []}` turns segments off
+    segments_file: str = ""
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
@@ -111,7 +116,8 @@ class Settings:
         if self.log_format.lower() not in LOG_FORMATS:
             raise SettingsError(f"ENGAGEMENT_LOG_FORMAT={self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
         object.__setattr__(self, "log_format", self.log_format.lower())
-        self.engine_config()  # an invalid engine number fails here, at start
+        object.__setattr__(self, "_segments_text", self._read_segments_file())  # read once, at start
+        self.engine_config()  # an invalid engine number or segment definition fails here, at start
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -163,10 +169,28 @@ class Settings:
         return {"orders": self.topic_orders, "clicks": self.topic_clicks, "social": self.topic_social,
                 "privacy": self.topic_privacy}
 
+    def _read_segments_file(self) -> str | None:
+        path = self.segments_file
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise SettingsError(f"ENGAGEMENT_SEGMENTS_FILE={path!r}: cannot read it: "
+                                f"{exc.strerror or exc.__class__.__name__}") from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"ENGAGEMENT_SEGMENTS_FILE={path!r}: not UTF-8 text "
+                                f"({exc.reason} at byte {exc.start})") from None
+
     def engine_config(self) -> EngineConfig:
         """The engine's parameters; a ValueError naming the variable when one is invalid."""
+        text: str | None = getattr(self, "_segments_text", None)
+        channels = tuple(c.strip() for c in self.channels.split(","))
         try:
-            return EngineConfig(
+            config = EngineConfig(
                 half_life=_micros("half_life_days", self.half_life_days, DAY),
                 tier_bounds=parse_tier_bounds(self.tier_bounds),
                 demotion_factor=self.demotion_factor,
@@ -178,11 +202,18 @@ class Settings:
                 dedupe_horizon=_micros("dedupe_horizon_days", self.dedupe_horizon_days, DAY),
                 currency=self.currency,
                 future_tolerance=_micros("future_tolerance_hours", self.future_tolerance_hours, HOUR),
-                channels=tuple(c.strip() for c in self.channels.split(",")),
+                channels=channels,
+                segments=text,
             )
         except InvalidConfig as exc:
             name = _SETTING_OF_ENGINE_FIELD[exc.field]
             raise SettingsError(f"ENGAGEMENT_{name.upper()}={getattr(self, name)!r}: {exc.problem}") from None
+        if text is not None:
+            try:
+                parse_segments(text, channels)
+            except SegmentError as exc:
+                raise SettingsError(f"ENGAGEMENT_SEGMENTS_FILE={self.segments_file!r}: {exc}") from None
+        return config
 
     @property
     def bootstrap(self) -> str:
@@ -264,7 +295,8 @@ ENGINE_SETTINGS = tuple(dict.fromkeys(_SETTING_OF_ENGINE_FIELD.values()))
 #: the topics `produce` and `simulate` write to (`Settings.input_topics`)
 INPUT_TOPIC_SETTINGS = ("topic_orders", "topic_clicks", "topic_social", "topic_privacy")
 #: the topics `audit` reads back (and compares with a replay of topic_events)
-OUTPUT_TOPIC_SETTINGS = ("topic_events", "topic_scores", "topic_tier_changes", "topic_alerts", "topic_kpis")
+OUTPUT_TOPIC_SETTINGS = ("topic_events", "topic_scores", "topic_tier_changes", "topic_alerts", "topic_kpis",
+                         "topic_segment_changes")
 ALL_SETTINGS = tuple(f.name for f in fields(Settings))
 
 

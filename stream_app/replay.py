@@ -10,7 +10,7 @@ import orjson
 
 from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import MAX_INSTANT, MIN_INSTANT, format_instant, format_optional, parse_rfc3339
-from stream_app.engine.records import Alert, TierChange
+from stream_app.engine.records import Alert, SegmentChange, TierChange
 from stream_app.lines import READ_ERRORS, InputError, iter_lines, open_events, read_error
 from stream_app.validation import MAX_MESSAGE_BYTES, Rejection, decode_line, validate_object
 
@@ -37,6 +37,7 @@ class Replay:
         self.dead_letters: list[dict[str, Any]] = []
         self.tier_changes: list[TierChange] = []
         self.alerts: list[Alert] = []
+        self.segment_changes: list[SegmentChange] = []
         self.last_line = 0
 
     def feed(self, numbered: Iterable[tuple[int, bytes]]) -> None:
@@ -79,14 +80,16 @@ class Replay:
         out = unit.drain()
         self.tier_changes += out.tier_changes
         self.alerts += out.alerts
-        # as_of ≥ the final watermark ≥ every customer's clock, so `read` never refuses here
-        customers = {cid: unit.customers[cid].read(as_of, self.config) for cid in sorted(unit.customers)}
+        self.segment_changes += out.segment_changes
+        # as_of ≥ the final watermark ≥ every customer's clock, so `record` never refuses here
+        customers = {cid: unit.record(cid, as_of) for cid in sorted(unit.customers)}
         return {
             "as_of": format_optional(as_of),
             "kpis": unit.kpis.document(as_of),
             "customers": customers,
             "tier_changes": self.tier_changes,
             "alerts": self.alerts,
+            "segment_changes": self.segment_changes,
             "counts": {"applied": unit.applied, "duplicates": unit.duplicates,
                        "rejected": len(self.dead_letters), "erased": unit.erasures},
             "dead_letters": self.dead_letters,

@@ -60,6 +60,21 @@ SOCIAL_WEIGHTS = {
 }
 FIXED_POINTS = {"review": 50, "referral": 200, "follow": 20, "share": 10, "survey_response": 10}
 
+#: SPEC §10's built-in segment definitions, copied from its table (not from the engine)
+BUILTIN_SEGMENTS = [
+    {"name": "new_customers", "when": [["orders_total", "==", 1], ["days_since_last_order", "<=", 30]]},
+    {"name": "loyal", "when": [["orders_365d", ">=", 3]]},
+    {"name": "champions", "when": [["orders_365d", ">=", 5], ["days_since_last_order", "<=", 30], ["score", ">=", 60]]},
+    {"name": "at_risk", "when": [["orders_total", ">=", 2], ["days_since_last_order", ">=", 90],
+                                 ["days_since_last_order", "<", 365]]},
+    {"name": "lapsed", "when": [["orders_total", ">=", 1], ["days_since_last_order", ">=", 365]]},
+    {"name": "window_shoppers", "when": [["orders_total", "==", 0], ["clicks_30d", ">=", 10]]},
+    {"name": "promoters", "when": [["last_nps", ">=", 9]]},
+    {"name": "detractors", "when": [["last_nps", "<=", 6]]},
+    {"name": "omnichannel", "when": [["channel_count_30d", ">=", 2]]},
+    {"name": "vip_slipping", "when": [["tier", "in", ["gold", "platinum"]], ["days_since_last_activity", ">=", 14]]},
+]
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))"
@@ -181,8 +196,11 @@ def ratio(num, den):
 class _Unit:
     """One processing unit (the whole file in replay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, segments: list[dict] | None = None) -> None:
+        self.segments = BUILTIN_SEGMENTS if segments is None else segments
         self.watermark: int | None = None
+        self.last_sweep: int | None = None  # the unit's last sweep midnight (SPEC §5)
+        self.segment_changes: list[dict] = []
         self.applied: list[tuple[int, dict]] = []  # (t, event) in application order
         #: the customer's generation each applied event belonged to (SPEC §9: an erasure starts a
         #: new generation; earlier ones are anonymous aggregates only)
@@ -204,7 +222,15 @@ class _Unit:
                 and g == self.generation.get(customer_of(ev), 0)]
 
     def history(self, cid: str) -> list[tuple[int, dict]]:
-        return [(t, ev) for t, ev in self.current() if customer_of(ev) == cid]
+        # memoised per state of the history (a sweep reads every customer's many times); rebuilt
+        # from the full history whenever an event is applied, so still brute force
+        key = (len(self.applied), self.erased)
+        if getattr(self, "_history_key", None) != key:
+            by_customer: dict[str, list[tuple[int, dict]]] = {}
+            for t, ev in self.current():
+                by_customer.setdefault(customer_of(ev), []).append((t, ev))
+            self._history_by_customer, self._history_key = by_customer, key
+        return list(self._history_by_customer.get(cid, []))
 
     def score(self, cid: str, at: int) -> float:
         return math.fsum(
@@ -263,9 +289,15 @@ class _Unit:
         self.applied.append((t, ev))
         self.generation_of.append(self.generation.get(cid, 0) if cid is not None else 0)
         if ev["type"] == ERASED:
-            # §9: the customer's state goes (its timer with it); a later event starts afresh
+            # §9: the customer's state goes (its timer with it); a later event starts afresh;
+            # §10: it leaves every segment it held, at the watermark, in definition order
             self.erased += 1
-            self.customers.pop(cid, None)
+            gone = self.customers.pop(cid, None)
+            if gone is not None:
+                for seg in self.segments:
+                    if seg["name"] in gone["segments"]:
+                        self.segment_changes.append({"customer_id": cid, "segment": seg["name"], "change": "left",
+                                                     "at": format_instant(self.watermark), "reason": "erasure"})
             self.generation[cid] = self.generation.get(cid, 0) + 1
         elif cid is not None:
             self.apply_to_customer(cid, t, ev, previous_last)
@@ -276,18 +308,23 @@ class _Unit:
         if first:
             self.customers[cid] = {
                 "tier": None, "tier_since": None, "armed": True, "timer": None, "last_nf": None,
+                "segments": set(),
             }
         c = self.customers[cid]
         if is_activity(ev) and (previous_last is None or t > previous_last):
             c["armed"] = True  # last_activity_at moved forward: churn re-armed
 
-        # §5: tier at the customer's clock (all its applied events, sends included)
-        clock = self.clock(cid)
+        # §5: tier at the customer's clock (all its applied events, sends included) or the unit's
+        # last sweep midnight, whichever is later; §10: then its segments, at the same instant
+        at = self.clock(cid)
+        if self.last_sweep is not None and self.last_sweep > at:
+            at = self.last_sweep
         if first:
-            s = self.score(cid, clock)
-            self.set_tier(cid, tier_of(s), s, clock, "event")
+            s = self.score(cid, at)
+            self.set_tier(cid, tier_of(s), s, at, "event")
         else:
-            self.evaluate_tier(cid, clock, "event")
+            self.evaluate_tier(cid, at, "event")
+        self.evaluate_segments(cid, at, "event")
 
         # §6 abandoned cart
         history = self.history(cid)
@@ -356,6 +393,53 @@ class _Unit:
                 })
                 c["armed"] = False
             self.evaluate_tier(cid, m, "sweep")
+            self.evaluate_segments(cid, m, "sweep")
+        self.last_sweep = m
+
+    # -- segments (§10)
+
+    def segment_fields(self, cid: str, at: int) -> dict:
+        """The §10 field values at `at`: the §4 record's, the tier held, and three derived ones."""
+        rec = self.record(cid, at)
+        last_order = max((t for t, ev in self.history(cid) if ev["type"] == "order_placed"), default=None)
+        last_activity = self.last_activity(cid)
+        rec["channel_count_30d"] = len(rec["channels_30d"])
+        rec["days_since_last_order"] = None if last_order is None else day_of(at) - day_of(last_order)
+        rec["days_since_last_activity"] = None if last_activity is None else day_of(at) - day_of(last_activity)
+        return rec
+
+    @staticmethod
+    def predicate_holds(value, op: str, operand) -> bool:
+        if op == "is_null":
+            return value is None
+        if op == "not_null":
+            return value is not None
+        if value is None:
+            return False  # a comparison with a null field is false, `!=` included
+        if op == "in":
+            return value in operand
+        if op == "not_in":
+            return value not in operand
+        if op == "contains":
+            return operand in value
+        if op == "not_contains":
+            return operand not in value
+        if isinstance(value, str):  # the tier
+            return (value == operand) if op == "==" else (value != operand)
+        x, y = round(value, 9), round(operand, 9)
+        return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y, "==": x == y, "!=": x != y}[op]
+
+    def evaluate_segments(self, cid: str, at: int, reason: str) -> None:
+        c = self.customers[cid]
+        fields = self.segment_fields(cid, at)
+        for seg in self.segments:
+            now = all(self.predicate_holds(fields[f], op, v) for f, op, v in seg["when"])
+            held = seg["name"] in c["segments"]
+            if now != held:
+                (c["segments"].add if now else c["segments"].discard)(seg["name"])
+                self.segment_changes.append({"customer_id": cid, "segment": seg["name"],
+                                             "change": "entered" if now else "left",
+                                             "at": format_instant(at), "reason": reason})
 
     # -- the document (§4, §7, §8)
 
@@ -396,6 +480,7 @@ class _Unit:
                 for medium in ("email", "push", "sms")
             },
             "last_nps": self.last_nps(history),
+            "segments": sorted(c["segments"]),
         }
 
     @staticmethod
@@ -476,20 +561,23 @@ class _Unit:
             "csat": ratio(satisfied, len(ratings)),
             "average_rating": ratio(sum(ratings), len(ratings)),
             "engagement_30d": engagement,
+            "segments": {seg["name"]: sum(1 for c in self.customers.values() if seg["name"] in c["segments"])
+                         for seg in self.segments},
         }
 
 
-def oracle_unit(events: list[dict]) -> _Unit:
-    """One processing unit after ``events`` (valid, in arrival order), before any final advance."""
-    unit = _Unit()
+def oracle_unit(events: list[dict], segments: list[dict] | None = None) -> _Unit:
+    """One processing unit after ``events`` (valid, in arrival order), before any final advance;
+    ``segments``: definitions as in a §10 file's "segments" (None: the built-in ones)."""
+    unit = _Unit(segments)
     for ev in events:
         unit.offer(ev)
     return unit
 
 
-def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
+def oracle_document(events: list[dict], as_of: str | None = None, segments: list[dict] | None = None) -> dict:
     """The SPEC §8 replay document for valid ``events`` in arrival order."""
-    unit = oracle_unit(events)
+    unit = oracle_unit(events, segments)
     end = unit.watermark
     if as_of is not None:
         end = parse_instant(as_of)
@@ -504,6 +592,7 @@ def oracle_document(events: list[dict], as_of: str | None = None) -> dict:
         "customers": {cid: unit.record(cid, end) for cid in sorted(unit.customers)},
         "tier_changes": unit.tier_changes,
         "alerts": unit.alerts,
+        "segment_changes": unit.segment_changes,
         "counts": {"applied": len(unit.applied), "duplicates": unit.duplicates, "rejected": 0,
                    "erased": unit.erased},
         "dead_letters": [],

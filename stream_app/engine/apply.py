@@ -39,7 +39,8 @@ from stream_app.engine.events import (
     weight,
 )
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, KpiPartial
-from stream_app.engine.records import Alert, TierChange
+from stream_app.engine.records import Alert, SegmentChange, TierChange
+from stream_app.engine.segments import segment_set
 from stream_app.engine.sweeps import next_due_day
 from stream_app.engine.tiers import TierRule, tier_change
 
@@ -178,7 +179,12 @@ class Scoring:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.customers: dict[str, Customer] = {}
-        self.kpis = KpiPartial(config.order_window_days, config.activity_window_days, config.channels)
+        self.segment_set = segment_set(config)
+        self.has_segments = len(self.segment_set) > 0
+        #: some customer may change segment at a midnight without an event: index every customer
+        self.segments_timed = self.segment_set.timed
+        self.kpis = KpiPartial(config.order_window_days, config.activity_window_days, config.channels,
+                               self.segment_set.names)
         self.tiers = TierRule(config.tier_bounds, config.demotion_factor)
         self.decay = -LN2 / config.half_life  # S(T) = S(t)·exp((T − t)·decay)
         self.channels = Channels(config.channels)
@@ -188,18 +194,21 @@ class Scoring:
         #: day index of a midnight -> customers that sweep must look at (may hold stale ids)
         self.due: dict[int, list[str]] = {}
         self.erasures = 0  # applied customer_erased events (SPEC §8 counts.erased)
+        #: the unit's last sweep midnight (SPEC §5: no evaluation is dated before it); `Unit` moves it
+        self.last_sweep: int | None = None
         # pending outputs: handed to the shell by `Unit.drain` only
         self.tier_changes: list[TierChange] = []
         self.alerts: list[Alert] = []
         self.changed: set[str] = set()  # customers touched
         self.erased: list[str] = []
         self.erased_tiers: list[int] = []
+        self.segment_changes: list[SegmentChange] = []
 
     def apply(self, ev: Event, watermark: int) -> None:
         """Apply an event that passed dedupe; `watermark` is the unit's (already moved past it)."""
         cid = ev.customer_id
         if ev.type == CUSTOMER_ERASED:
-            self.erase(cid)  # type: ignore[arg-type]
+            self.erase(cid, watermark)  # type: ignore[arg-type]
             return
         rule = self.rules[ev.type]
         t = ev.occurred_at
@@ -237,19 +246,28 @@ class Scoring:
         if rule.message >= 0:
             add_message_bucket(c, day_obj, rule.message, self.config.activity_window_days)
         rule.customer(self, c, ev, at, day_obj)
+        # SPEC §5: the tier at the customer's clock, or the unit's last sweep midnight if later (a
+        # late event is never evaluated before a sweep already run); §10: then its segments
+        when = c.t_ref
         s = c.s_ref
+        last_sweep = self.last_sweep
+        if last_sweep is not None and last_sweep > when:
+            when = last_sweep
+            s = c.score_at(when, self.config.half_life)
         if first:
-            self.set_tier(c, None, self.tiers.first(s), s, c.t_ref, "event")
+            self.set_tier(c, None, self.tiers.first(s), s, when, "event")
         else:
-            self.evaluate_tier(c, c.t_ref, s, "event")  # SPEC §5 at the customer's clock
+            self.evaluate_tier(c, when, s, "event")
+        if self.has_segments:
+            self.segment_set.evaluate(c, when, "event", self.kpis.segments, self.segment_changes)
         a = rule.alert(c, ev, self.config)
         if a is not None:
             self.alerts.append(a)
-        if c.tier >= SILVER or c.due_day >= 0:
-            self.reschedule(c, watermark)
+        if c.tier >= SILVER or c.due_day >= 0 or self.segments_timed:
+            self.reschedule(c, watermark, when)
         self.changed.add(cid)
 
-    def erase(self, cid: str) -> None:
+    def erase(self, cid: str, watermark: int) -> None:
         """SPEC §9: forget the customer; the store KPIs keep it as anonymous aggregates."""
         self.erasures += 1
         self.erased.append(cid)
@@ -266,6 +284,7 @@ class Scoring:
         if c.last_activity is not None:
             kpis.move_active(c.last_activity // DAY, -1)
         forget_channels(kpis, c)
+        self.segment_set.leave_all(c, watermark, kpis.segments, self.segment_changes)
         # its timer and sweep-index entries go stale: both look the customer up and skip it
         self.erased_tiers.append(c.tier)
 
@@ -280,9 +299,18 @@ class Scoring:
         c.tier = new
         c.tier_since = at
 
-    def reschedule(self, c: Customer, after: int) -> None:
-        """Index the customer under the first midnight > `after` when a sweep may act on it."""
+    def reschedule(self, c: Customer, after: int, evaluated: int) -> None:
+        """Index the customer under the first midnight > `after` when a sweep may act on it;
+        `evaluated`: the instant its segments were last evaluated at (≤ after)."""
         due = next_due_day(c, after, self.tiers.demote_at, self.config)
+        if self.segments_timed:
+            # a change after the evaluation but not after `after` (a late event evaluated before
+            # the watermark's day, which no sweep will visit again) is due at the next sweep
+            change = self.segment_set.next_change_day(c, evaluated // DAY)
+            if change >= 0:
+                change = max(change, after // DAY + 1)
+                if due < 0 or change < due:
+                    due = change
         if due != c.due_day:
             c.due_day = due
             if due >= 0:

@@ -46,6 +46,9 @@ class EngineConfig:
     future_tolerance: int = 24 * HOUR
     #: the configured channels (SPEC §1); any other channel counts as `other`
     channels: tuple[str, ...] = DEFAULT_CHANNELS
+    #: the segment definitions (SPEC §10): a definitions file's text, None for the built-in ones;
+    #: checked by the shell at start (`segment_defs.parse_segments`), compiled by `segments.segment_set`
+    segments: str | None = None
 
     def __post_init__(self) -> None:
         b = self.tier_bounds

@@ -47,7 +47,7 @@ class Customer:
         "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
         "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
         "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
-        "last_nps", "last_nps_at",
+        "last_nps", "last_nps_at", "segments",
     )
 
     def __init__(self, customer_id: str, t: int) -> None:
@@ -84,6 +84,8 @@ class Customer:
         self.message_buckets: list[int] | None = None
         self.last_nps: int | None = None
         self.last_nps_at: int | None = None
+        #: the segments held (SPEC §10): bit i = the i-th definition (`segments.SegmentSet`)
+        self.segments = 0
 
     @property
     def clock(self) -> int:
@@ -135,8 +137,9 @@ class Customer:
         cd = self.channel_days
         return sorted(cd[i] for i in range(0, len(cd), 2) if cd[i + 1] >= lo)
 
-    def read(self, as_of: int | None, cfg: EngineConfig) -> CustomerRecord:
-        """The SPEC §4 customer record as of `as_of` (None: the customer's clock).
+    def read(self, as_of: int | None, cfg: EngineConfig, segments: list[str]) -> CustomerRecord:
+        """The SPEC §4 customer record as of `as_of` (None: the customer's clock); `segments`:
+        the names of the segments held (`SegmentSet.held(self.segments)`).
 
         Raises AsOfBeforeClock for an instant before the clock.
         """
@@ -170,11 +173,12 @@ class Customer:
             "messages_30d": {"email": {"sent": es, "opened": eo, "clicked": ec},
                              "push": {"sent": ps, "opened": po}, "sms": {"sent": ss, "clicked": sc}},
             "last_nps": self.last_nps,
+            "segments": segments,
         }
 
-    def snapshot(self, cfg: EngineConfig) -> CustomerRecord:
+    def snapshot(self, cfg: EngineConfig, segments: list[str]) -> CustomerRecord:
         """The record at the customer's clock: what the stream publishes on an update (SPEC §2)."""
-        return self.read(None, cfg)
+        return self.read(None, cfg, segments)
 
 
 def add_to_buckets(b: list[Any], day: SharedInt, values: tuple[Any, ...], lo: int) -> None:

@@ -48,21 +48,24 @@ def parse_state_key(key: bytes) -> tuple[int, str, str]:
     return int(p), kind, name
 
 
-# -- customer state `<p>|c|<customer_id>`: [1, *CUSTOMER_FIELDS] --------------------------------
-CUSTOMER_FORMAT: Final = 1
+# -- customer state `<p>|c|<customer_id>`: [2, *CUSTOMER_FIELDS] --------------------------------
+#: 2 added `segments` (SPEC §10); format 1 is read with no segment held
+CUSTOMER_FORMAT: Final = 2
 #: the fields after the format number (Customer.__slots__, same order; tests check both)
 CUSTOMER_FIELDS: Final = (
     "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
     "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier", "tier_since",
     "top_order_days", "cart", "latest_checkout_at", "order_instants", "feedback_at",
     "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets", "last_nps",
-    "last_nps_at",
+    "last_nps_at", "segments",
 )
 #: field name -> its index in the record
 CUSTOMER_INDEX: Final = {name: i + 1 for i, name in enumerate(CUSTOMER_FIELDS)}
 #: format 0: the fields without the leading number; its first 20-slot form predates SPEC §1's
 #: non-activity types (the fields from `last_activity` on were added with them)
 _CUSTOMER_V0_SHORT: Final = CUSTOMER_FIELDS.index("last_activity")
+#: format 1 (and the longer format 0): the fields before `segments`
+_CUSTOMER_V1_LEN: Final = CUSTOMER_FIELDS.index("segments") + 1
 
 
 def encode_customer(c: Customer) -> bytes:
@@ -73,7 +76,7 @@ def encode_customer(c: Customer) -> bytes:
         list(c.top_order_days), list(c.cart) if c.cart else None,
         c.latest_checkout_at, c.order_instants.tolist(), c.feedback_at,
         c.churn_alerted, c.due_day, c.last_activity, c.channel_days,
-        c.message_buckets, c.last_nps, c.last_nps_at,
+        c.message_buckets, c.last_nps, c.last_nps_at, c.segments,
     ])
 
 
@@ -83,7 +86,10 @@ def decode_customer(raw: bytes) -> Customer:
     if type(head) is str:  # format 0: the fields without a number, 20 or 25 of them
         if len(s) == _CUSTOMER_V0_SHORT:  # before non-activity types: every event was activity
             s.extend((s[CUSTOMER_INDEX["t_ref"] - 1], [], None, None, None))
-        s.insert(0, CUSTOMER_FORMAT)
+        s.insert(0, 1)
+        head = 1
+    if head == 1 and len(s) == _CUSTOMER_V1_LEN:  # before segments: none held
+        s.append(0)
     elif head != CUSTOMER_FORMAT or len(s) != len(CUSTOMER_FIELDS) + 1:
         raise UnknownFormat("customer state", head)
     c = Customer(s[1], s[3])
@@ -91,7 +97,7 @@ def decode_customer(raw: bytes) -> Customer:
      c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
      c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
      c.churn_alerted, c.due_day, c.last_activity, c.channel_days, c.message_buckets, c.last_nps,
-     c.last_nps_at) = s
+     c.last_nps_at, c.segments) = s
     c.top_order_days = TopOrderDays(top[0], top[1])
     c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
     c.order_instants = array("q", instants)
@@ -99,10 +105,11 @@ def decode_customer(raw: bytes) -> Customer:
 
 
 # -- KPI partial: [1, *KPI_FIELDS], day maps keyed by the day as a string ---------------------
-KPI_FORMAT: Final = 1
+#: 2 added `segments` (SPEC §10: name -> customers holding it); format 1 is read with none
+KPI_FORMAT: Final = 2
 KPI_FIELDS: Final = (
     "window_days", "activity_days", "channels", "floor_day", "floor_day_activity", "buckets",
-    "latest", "second", "feedback", "messages", "active", "by_channel", "omni",
+    "latest", "second", "feedback", "messages", "active", "by_channel", "omni", "segments",
 )
 KPI_INDEX: Final = {name: i + 1 for i, name in enumerate(KPI_FIELDS)}
 
@@ -125,7 +132,7 @@ def kpi_state(k: KpiPartial) -> list[Any]:
         KPI_FORMAT, k.window_days, k.activity_days, list(k.channels), k.floor_day,
         k.floor_day_activity, _days(k.buckets), _days(k.latest), _days(k.second), _days(k.feedback),
         _days(k.messages), _days(k.active), {ch: _days(h) for ch, h in k.by_channel.items()},
-        _days(k.omni),
+        _days(k.omni), k.segments,
     ]
 
 
@@ -134,11 +141,13 @@ def kpi_from_state(s: Any) -> KpiPartial:
         s = [KPI_FORMAT, s["window_days"], s.get("activity_days", 30), s.get("channels", DEFAULT_CHANNELS),
              s["floor_day"], s.get("floor_day_activity", -(10**9)), s["buckets"], s["latest"],
              s["second"], s.get("feedback", {}), s.get("messages", {}), s.get("active", {}),
-             s.get("by_channel", {}), s.get("omni", {})]
+             s.get("by_channel", {}), s.get("omni", {}), {}]
+    elif type(s) is list and s and s[0] == 1 and len(s) == len(KPI_FIELDS):  # format 1: no segments
+        s = [KPI_FORMAT, *s[1:], {}]
     elif type(s) is not list or not s or s[0] != KPI_FORMAT or len(s) != len(KPI_FIELDS) + 1:
         raise UnknownFormat("KPI partial", s[0] if type(s) is list and s else s)
     (_, window_days, activity_days, channels, floor_day, floor_day_activity, buckets, latest,
-     second, feedback, messages, active, by_channel, omni) = s
+     second, feedback, messages, active, by_channel, omni, segments) = s
     k = KpiPartial(window_days, activity_days, tuple(channels))
     k.floor_day = floor_day
     k.floor_day_activity = floor_day_activity
@@ -150,6 +159,7 @@ def kpi_from_state(s: Any) -> KpiPartial:
     k.active = _int_days(active)
     k.by_channel = {ch: _int_days(h) for ch, h in by_channel.items()}
     k.omni = _int_days(omni)
+    k.segments = dict(segments)
     return k
 
 
@@ -178,8 +188,11 @@ def decode_kpi_message(raw: bytes) -> KpiMessage:
 
 
 # -- unit record `<p>|u`: [1, *UNIT_FIELDS]; written last in a batch (the commit marker) --------
-UNIT_FORMAT: Final = 1
-UNIT_FIELDS: Final = ("watermark", "kpis", "applied", "duplicates", "erasures", "offset", "id_seq")
+#: 2 added `last_sweep` (SPEC §5) and `segment_names` (what the customers' segment bits mean); format 1
+#: is read with neither: no sweep is known until the next midnight, and no segment is held
+UNIT_FORMAT: Final = 2
+UNIT_FIELDS: Final = ("watermark", "kpis", "applied", "duplicates", "erasures", "offset", "id_seq",
+                      "last_sweep", "segment_names")
 UNIT_INDEX: Final = {name: i + 1 for i, name in enumerate(UNIT_FIELDS)}
 
 
@@ -193,18 +206,22 @@ class UnitRecord(NamedTuple):
 
 def encode_unit(core: UnitCore, offset: int, id_seq: int) -> bytes:
     return orjson.dumps([UNIT_FORMAT, core.watermark, kpi_state(core.kpis), core.applied,
-                         core.duplicates, core.erasures, offset, id_seq])
+                         core.duplicates, core.erasures, offset, id_seq, core.last_sweep,
+                         list(core.segment_names)])
 
 
 def decode_unit(raw: bytes) -> UnitRecord:
     v = orjson.loads(raw)
     if type(v) is dict:  # format 0: an object; `erasures` and `id_seq` were added later
         return UnitRecord(UnitCore(v["watermark"], kpi_from_state(v["kpis"]), v["applied"], v["duplicates"],
-                                   v.get("erasures", 0)), v["offset"], v.get("id_seq", 0))
-    if type(v) is not list or not v or v[0] != UNIT_FORMAT or len(v) != len(UNIT_FIELDS) + 1:
+                                   v.get("erasures", 0), None, ()), v["offset"], v.get("id_seq", 0))
+    if type(v) is list and v and v[0] == 1 and len(v) == len(UNIT_FIELDS) - 1:  # format 1
+        v = [UNIT_FORMAT, *v[1:], None, []]
+    elif type(v) is not list or not v or v[0] != UNIT_FORMAT or len(v) != len(UNIT_FIELDS) + 1:
         raise UnknownFormat("unit record", v[0] if type(v) is list and v else v)
-    _, watermark, kpis, applied, duplicates, erasures, offset, id_seq = v
-    return UnitRecord(UnitCore(watermark, kpi_from_state(kpis), applied, duplicates, erasures), offset, id_seq)
+    _, watermark, kpis, applied, duplicates, erasures, offset, id_seq, last_sweep, names = v
+    return UnitRecord(UnitCore(watermark, kpi_from_state(kpis), applied, duplicates, erasures, last_sweep,
+                               tuple(names)), offset, id_seq)
 
 
 # -- remembered event ids `<p>|E|<n>`: [1, [event_id, watermark after it], ...] -----------------

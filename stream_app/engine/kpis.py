@@ -88,10 +88,10 @@ class KpiPartial:
     window as sums, and that an erasure can subtract exactly (the customer keeps those days)."""
 
     __slots__ = ("activity_days", "active", "buckets", "by_channel", "channels", "feedback", "floor_day",
-                 "floor_day_activity", "latest", "messages", "omni", "second", "window_days")
+                 "floor_day_activity", "latest", "messages", "omni", "second", "segments", "window_days")
 
     def __init__(self, window_days: int = 365, activity_days: int = 30,
-                 channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
+                 channels: tuple[str, ...] = DEFAULT_CHANNELS, segment_names: tuple[str, ...] = ()) -> None:
         self.window_days = window_days
         self.activity_days = activity_days
         self.channels = channels
@@ -109,6 +109,8 @@ class KpiPartial:
         #: days below these can never be in a window again (the watermark only moves forward)
         self.floor_day = -(10**9)
         self.floor_day_activity = -(10**9)
+        #: segment -> customers holding it now (SPEC §10), every defined segment, in definition order
+        self.segments: dict[str, int] = dict.fromkeys(segment_names, 0)
 
     # -- orders (order window) ---------------------------------------------------------------------
     def add_order(self, day: int, guest: bool, identified: bool, amount: float) -> None:
@@ -234,6 +236,10 @@ class KpiPartial:
         for hist, theirs in hists:
             for d, n in theirs.items():
                 hist[d] = hist.get(d, 0) + n
+        mine_segments = self.segments
+        for name, n in other.segments.items():
+            if name in mine_segments:  # a partial made under other definitions keeps only shared names
+                mine_segments[name] += n
 
     def document(self, as_of: int | None) -> KpiDocument:
         """The KPI document over the windows at `as_of` (None: no applied event yet)."""
@@ -304,15 +310,17 @@ class KpiPartial:
                 "omnichannel_customers": omni,
                 "omnichannel_rate": _ratio(omni, active),
             },
+            "segments": dict(self.segments),
         }
 
 
 def store_document(parts: Iterable[tuple[int | None, KpiPartial]], window_days: int,
-                   activity_days: int = 30, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> KpiDocument:
+                   activity_days: int = 30, channels: tuple[str, ...] = DEFAULT_CHANNELS,
+                   segment_names: tuple[str, ...] = ()) -> KpiDocument:
     """The store KPI document from every unit's (watermark, partial), read at the largest
     watermark (None when no unit has applied an event). Partials add up because every customer
     lives in exactly one unit (SPEC §7)."""
-    merged = KpiPartial(window_days, activity_days, channels)
+    merged = KpiPartial(window_days, activity_days, channels, segment_names)
     as_of: int | None = None
     for watermark, partial in parts:
         merged.merge(partial)

@@ -79,6 +79,7 @@ class CustomerRecord(TypedDict):
     channels_30d: list[str]
     messages_30d: Messages30d
     last_nps: int | None
+    segments: list[str]
 
 
 class Engagement30d(TypedDict):
@@ -127,6 +128,17 @@ class KpiDocument(TypedDict):
     csat: float | None
     average_rating: float | None
     engagement_30d: Engagement30d
+    segments: dict[str, int]
+
+
+class SegmentChange(TypedDict):
+    """engagement.segment-changes (SPEC §10): schemas/output/segment_change.schema.json"""
+
+    customer_id: str
+    segment: str
+    change: str
+    at: str
+    reason: str
 
 
 class Outputs(NamedTuple):
@@ -143,3 +155,5 @@ class Outputs(NamedTuple):
     #: event ids remembered, (event_id, watermark after it), and forgotten, (event_id, None), in
     #: order; only after `Unit.log_ids` (empty otherwise)
     id_log: list[tuple[str, int | None]]
+    #: segments entered and left (SPEC §10), in the order made
+    segment_changes: list[SegmentChange]

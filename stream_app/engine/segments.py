@@ -1,10 +1,10 @@
-"""Segments (SPEC §10): definitions parsed and checked once, compiled predicates, evaluation.
+"""Segments (SPEC §10), evaluated: a customer's membership at an instant, the changes it makes,
+and the next midnight at which a predicate may change without an event.
 
-A definition file is parsed and validated before anything is processed (`parse_segments`); every
-rule of §10 is checked and the first fault raises `SegmentError`, naming the segment and the
-predicate. Predicates are compiled to (field id, op id, value) triples so that evaluation reads
-no JSON and looks nothing up by name; a customer's field values are computed once per evaluation,
-only for the fields some predicate reads.
+Definitions are parsed and checked in `segment_defs.py`; `segment_set(config)` compiles the ones a
+configuration names (`EngineConfig.segments`: a definitions file's text, None for the built-in
+ones) once per configuration. Membership is a bit mask in definition order, held per customer.
+Field values are computed only when a predicate reads them, once per evaluation.
 
 Between two events of a customer a predicate can change only at a midnight, and only because a
 `days_since_*` count crosses its threshold, a day bucket leaves a window, or the decayed score
@@ -15,211 +15,59 @@ harmless: the evaluation there changes nothing and schedules the next).
 
 from __future__ import annotations
 
-import json
+import functools
 import math
-import re
 from typing import Any
 
-from stream_app.engine.clock import DAY
-from stream_app.engine.config import TIERS
+from stream_app.engine.clock import DAY, format_instant
+from stream_app.engine.config import EngineConfig
 from stream_app.engine.customer import Customer
-
-# -- fields and ops ------------------------------------------------------------------------------
-SCORE, POINTS, ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, AOV_365D, ORDERS_TOTAL, REVENUE_TOTAL, \
-    CLICKS_30D, SOCIAL_30D, EVENTS_TOTAL, LAST_NPS, CHANNEL_COUNT_30D, DAYS_SINCE_LAST_ORDER, \
-    DAYS_SINCE_LAST_ACTIVITY, TIER, CHANNELS_30D = range(17)
-FIELD_NAMES: tuple[str, ...] = (
-    "score", "points", "orders_365d", "guest_orders_365d", "revenue_365d", "aov_365d", "orders_total",
-    "revenue_total", "clicks_30d", "social_30d", "events_total", "last_nps", "channel_count_30d",
-    "days_since_last_order", "days_since_last_activity", "tier", "channels_30d",
+from stream_app.engine.records import SegmentChange
+from stream_app.engine.segment_defs import (
+    ACTIVITY_WINDOW_FIELDS,
+    AOV_365D,
+    BUILTIN_SOURCE,
+    CHANNEL_COUNT_30D,
+    CHANNEL_FIELDS,
+    CHANNELS_30D,
+    CLICKS_30D,
+    COMPARISONS,
+    DAYS_SINCE_LAST_ACTIVITY,
+    DAYS_SINCE_LAST_ORDER,
+    EVENTS_TOTAL,
+    FIELD_NAMES,
+    GUEST_ORDERS_365D,
+    LAST_NPS,
+    ORDER_WINDOW_FIELDS,
+    ORDERS_365D,
+    ORDERS_TOTAL,
+    POINTS,
+    REVENUE_365D,
+    REVENUE_TOTAL,
+    SCORE,
+    SOCIAL_30D,
+    Segment,
+    holds,
+    parse_segments,
 )
-FIELD_IDS: dict[str, int] = {name: i for i, name in enumerate(FIELD_NAMES)}
-NUMERIC_FIELDS = frozenset(range(TIER))  # every field before `tier` compares with numbers
-NULLABLE_FIELDS = frozenset((AOV_365D, LAST_NPS, DAYS_SINCE_LAST_ORDER, DAYS_SINCE_LAST_ACTIVITY))
-ORDER_WINDOW_FIELDS = frozenset((ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, AOV_365D))
-ACTIVITY_WINDOW_FIELDS = frozenset((CLICKS_30D, SOCIAL_30D))
-CHANNEL_FIELDS = frozenset((CHANNEL_COUNT_30D, CHANNELS_30D))
 
-LT, LE, GT, GE, EQ, NE, IS_NULL, NOT_NULL, IN, NOT_IN, CONTAINS, NOT_CONTAINS = range(12)
-OP_NAMES: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=", "is_null", "not_null", "in", "not_in",
-                             "contains", "not_contains")
-OP_IDS: dict[str, int] = {name: i for i, name in enumerate(OP_NAMES)}
-COMPARISONS = frozenset((LT, LE, GT, GE, EQ, NE))
-
-NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
-MAX_SEGMENTS = 64
-
-#: SPEC §10's built-in definitions, in their order
-BUILTIN: dict[str, Any] = {"segments": [
-    {"name": "new_customers", "when": [["orders_total", "==", 1], ["days_since_last_order", "<=", 30]]},
-    {"name": "loyal", "when": [["orders_365d", ">=", 3]]},
-    {"name": "champions", "when": [["orders_365d", ">=", 5], ["days_since_last_order", "<=", 30],
-                                   ["score", ">=", 60]]},
-    {"name": "at_risk", "when": [["orders_total", ">=", 2], ["days_since_last_order", ">=", 90],
-                                 ["days_since_last_order", "<", 365]]},
-    {"name": "lapsed", "when": [["orders_total", ">=", 1], ["days_since_last_order", ">=", 365]]},
-    {"name": "window_shoppers", "when": [["orders_total", "==", 0], ["clicks_30d", ">=", 10]]},
-    {"name": "promoters", "when": [["last_nps", ">=", 9]]},
-    {"name": "detractors", "when": [["last_nps", "<=", 6]]},
-    {"name": "omnichannel", "when": [["channel_count_30d", ">=", 2]]},
-    {"name": "vip_slipping", "when": [["tier", "in", ["gold", "platinum"]], ["days_since_last_activity", ">=", 14]]},
-]}
+LN2 = math.log(2.0)
+#: a field value not computed yet in this evaluation
+_UNSET: Any = object()
 
 
-class SegmentError(ValueError):
-    """A definitions file that breaks a rule of SPEC §10; the message names the segment and the
-    predicate where there is one (the shell adds the file's name)."""
+@functools.lru_cache(maxsize=32)
+def segment_set(config: EngineConfig) -> SegmentSet:
+    """The compiled definitions `config` names (its text was checked at start: `Settings`)."""
+    text = BUILTIN_SOURCE if config.segments is None else config.segments
+    return SegmentSet(parse_segments(text, config.channels), config.order_window_days,
+                      config.activity_window_days, config.half_life)
 
 
-class Predicate:
-    """`[field, op, value]`, compiled: numbers rounded to 9 places once, tiers as indexes."""
-
-    __slots__ = ("field", "op", "number", "tiers", "channel", "source")
-
-    def __init__(self, field: int, op: int, number: float, tiers: frozenset[int], channel: str,
-                 source: list[Any]) -> None:
-        self.field = field
-        self.op = op
-        self.number = number
-        self.tiers = tiers
-        self.channel = channel
-        self.source = source  # as written: GET /segments shows it
-
-
-class Segment:
-    __slots__ = ("name", "when", "fields")
-
-    def __init__(self, name: str, when: list[Predicate]) -> None:
-        self.name = name
-        self.when = when
-        self.fields = frozenset(p.field for p in when)
-
-    def definition(self) -> dict[str, Any]:
-        return {"name": self.name, "when": [p.source for p in self.when]}
-
-
-# -- parsing ---------------------------------------------------------------------------------------
-def _reject_constant(name: str) -> Any:
-    raise SegmentError(f"not JSON: {name} is not a JSON number")
-
-
-def parse_segments(text: str | bytes, channels: tuple[str, ...]) -> tuple[Segment, ...]:
-    """Definitions from a file's text; raises SegmentError on the first fault (SPEC §10)."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SegmentError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise SegmentError(f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    except ValueError as exc:  # an integer of more digits than Python converts
-        raise SegmentError(f"not JSON the scorer can read: {exc}") from None
-    return definitions_from(doc, channels)
-
-
-def definitions_from(doc: Any, channels: tuple[str, ...]) -> tuple[Segment, ...]:
-    if not isinstance(doc, dict):
-        raise SegmentError('the top level must be an object {"segments": [...]}')
-    extra = sorted(set(doc) - {"segments"})
-    if extra:
-        raise SegmentError(f"unknown top-level key {extra[0]!r} (only \"segments\" is allowed)")
-    if "segments" not in doc:
-        raise SegmentError('missing "segments"')
-    items = doc["segments"]
-    if not isinstance(items, list):
-        raise SegmentError('"segments" must be an array')
-    if len(items) > MAX_SEGMENTS:
-        raise SegmentError(f"{len(items)} segments: at most {MAX_SEGMENTS} are allowed")
-    known = (*channels, "other")
-    out: list[Segment] = []
-    names: set[str] = set()
-    for i, item in enumerate(items):
-        where = f"segment #{i + 1}"
-        if not isinstance(item, dict):
-            raise SegmentError(f"{where}: must be an object with \"name\" and \"when\"")
-        name = item.get("name")
-        if isinstance(name, str) and NAME.match(name):
-            where = f"segment {name!r}"
-        extra = sorted(set(item) - {"name", "when"})
-        if extra:
-            raise SegmentError(f"{where}: unknown key {extra[0]!r} (only \"name\" and \"when\" are allowed)")
-        if "name" not in item:
-            raise SegmentError(f"{where}: missing \"name\"")
-        if not isinstance(name, str) or not NAME.match(name):
-            raise SegmentError(f"{where}: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
-        if name in names:
-            raise SegmentError(f"{where}: duplicate name")
-        names.add(name)
-        if "when" not in item:
-            raise SegmentError(f"{where}: missing \"when\"")
-        when = item["when"]
-        if not isinstance(when, list) or not when:
-            raise SegmentError(f"{where}: \"when\" must be a non-empty array of predicates")
-        preds = [_predicate(p, f"{where}, predicate #{k + 1}", known) for k, p in enumerate(when)]
-        out.append(Segment(name, preds))
-    return tuple(out)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _predicate(p: Any, where: str, channels: tuple[str, ...]) -> Predicate:
-    if not isinstance(p, list) or len(p) != 3:
-        raise SegmentError(f"{where}: must be a [field, op, value] array, got {json.dumps(p)}")
-    field_name, op_name, value = p
-    where = f"{where} {json.dumps(p)}"
-    if not isinstance(field_name, str) or field_name not in FIELD_IDS:
-        raise SegmentError(f"{where}: unknown field {field_name!r}")
-    field = FIELD_IDS[field_name]
-    op = OP_IDS.get(op_name, -1) if isinstance(op_name, str) else -1
-    number, tiers, channel = 0.0, frozenset[int](), ""
-    if field in NUMERIC_FIELDS:
-        if op in COMPARISONS:
-            if not _is_number(value):
-                raise SegmentError(f"{where}: {op_name} needs a number (not a boolean or a string)")
-            try:
-                number = round(float(value), 9)
-            except OverflowError:  # an integer beyond a double
-                number = math.inf
-            if not math.isfinite(number):
-                raise SegmentError(f"{where}: {value} is not a finite number")
-        elif op in (IS_NULL, NOT_NULL) and field in NULLABLE_FIELDS:
-            if value is not None:
-                raise SegmentError(f"{where}: {op_name} takes null as its value")
-        else:
-            allowed = "<, <=, >, >=, ==, !=" + (", is_null, not_null" if field in NULLABLE_FIELDS else "")
-            raise SegmentError(f"{where}: op {op_name!r} does not fit {field_name} (use {allowed})")
-    elif field == TIER:
-        if op in (EQ, NE):
-            if not isinstance(value, str) or value not in TIERS:
-                raise SegmentError(f"{where}: unknown tier {value!r} (tiers: {', '.join(TIERS)})")
-            tiers = frozenset((TIERS.index(value),))
-        elif op in (IN, NOT_IN):
-            if not isinstance(value, list) or not value:
-                raise SegmentError(f"{where}: {op_name} needs a non-empty array of tier names")
-            for t in value:
-                if not isinstance(t, str) or t not in TIERS:
-                    raise SegmentError(f"{where}: unknown tier {t!r} (tiers: {', '.join(TIERS)})")
-            tiers = frozenset(TIERS.index(t) for t in value)
-        else:
-            raise SegmentError(f"{where}: op {op_name!r} does not fit tier (use ==, !=, in, not_in)")
-    else:  # channels_30d
-        if op not in (CONTAINS, NOT_CONTAINS):
-            raise SegmentError(f"{where}: op {op_name!r} does not fit channels_30d (use contains, not_contains)")
-        if not isinstance(value, str) or value not in channels:
-            raise SegmentError(f"{where}: unknown channel {value!r} (channels: {', '.join(channels)})")
-        channel = value
-    return Predicate(field, op, number, tiers, channel, [field_name, op_name, value])
-
-
-BUILTIN_SOURCE = json.dumps(BUILTIN)
-
-
-def builtin_segments(channels: tuple[str, ...]) -> tuple[Segment, ...]:
-    return definitions_from(json.loads(BUILTIN_SOURCE), channels)
+def segment_change(customer_id: str, segment: str, entered: bool, at: int, reason: str) -> SegmentChange:
+    """The `engagement.segment-changes` record (SPEC §10)."""
+    return {"customer_id": customer_id, "segment": segment, "change": "entered" if entered else "left",
+            "at": format_instant(at), "reason": reason}
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -247,50 +95,106 @@ class SegmentSet:
         self.uses_order_window = bool(self.fields & ORDER_WINDOW_FIELDS)
         self.uses_activity_window = bool(self.fields & ACTIVITY_WINDOW_FIELDS)
         self.uses_channels = bool(self.fields & CHANNEL_FIELDS)
+        #: some predicate may change without an event (else no customer needs the sweep index)
+        self.timed = bool(self.score_thresholds or self.order_days or self.activity_days
+                          or self.uses_order_window or self.uses_activity_window or self.uses_channels)
 
     def __len__(self) -> int:
         return len(self.segments)
 
-    def values(self, c: Customer, t: int) -> list[Any]:
-        """The record's field values at instant `t` (§10), for the fields some predicate reads."""
-        v: list[Any] = [None] * len(FIELD_NAMES)
-        f = self.fields
-        day = t // DAY
-        if SCORE in f:
-            s = c.s_ref if t == c.t_ref else c.s_ref * math.exp(-(t - c.t_ref) / self.half_life * math.log(2.0))
-            v[SCORE] = max(0.0, s)
-        v[POINTS] = c.points
-        if self.uses_order_window:
+    def _fill(self, c: Customer, t: int, field: int, v: list[Any]) -> Any:
+        """Compute `field` at instant `t` into `v` (with the fields computed alongside it)."""
+        if field == SCORE:
+            s = c.s_ref if t == c.t_ref else c.s_ref * math.exp(-(t - c.t_ref) / self.half_life * LN2)
+            v[SCORE] = max(0.0, s)  # as Customer.score_at and the record compute it
+        elif field in ORDER_WINDOW_FIELDS:
             orders, guests, revenue = c.window_orders(t, self.order_window_days)
             v[ORDERS_365D], v[GUEST_ORDERS_365D], v[REVENUE_365D] = orders, guests, revenue
             v[AOV_365D] = revenue / orders if orders else None
-        v[ORDERS_TOTAL] = c.orders_total
-        v[REVENUE_TOTAL] = c.revenue_total
-        if self.uses_activity_window:
+        elif field in ACTIVITY_WINDOW_FIELDS:
             v[CLICKS_30D], v[SOCIAL_30D] = c.window_activity(t, self.activity_window_days)
-        v[EVENTS_TOTAL] = c.events_total
-        v[LAST_NPS] = c.last_nps
-        if self.uses_channels:
+        elif field in CHANNEL_FIELDS:
             chans = c.window_channels(t, self.activity_window_days)
             v[CHANNELS_30D] = chans
             v[CHANNEL_COUNT_30D] = len(chans)
-        lo = c.last_order_at
-        v[DAYS_SINCE_LAST_ORDER] = None if lo is None else day - lo // DAY
-        la = c.last_activity
-        v[DAYS_SINCE_LAST_ACTIVITY] = None if la is None else day - la // DAY
-        v[TIER] = c.tier
+        elif field == DAYS_SINCE_LAST_ORDER:
+            lo = c.last_order_at
+            v[field] = None if lo is None else t // DAY - lo // DAY
+        elif field == DAYS_SINCE_LAST_ACTIVITY:
+            la = c.last_activity
+            v[field] = None if la is None else t // DAY - la // DAY
+        elif field == POINTS:
+            v[field] = c.points
+        elif field == ORDERS_TOTAL:
+            v[field] = c.orders_total
+        elif field == REVENUE_TOTAL:
+            v[field] = c.revenue_total
+        elif field == EVENTS_TOTAL:
+            v[field] = c.events_total
+        elif field == LAST_NPS:
+            v[field] = c.last_nps
+        else:  # TIER: the tier held (after the tier evaluation at t)
+            v[field] = c.tier
+        return v[field]
+
+    def values(self, c: Customer, t: int) -> list[Any]:
+        """Every field's value at instant `t` (§10), in FIELD_NAMES order."""
+        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
+        for f in range(len(FIELD_NAMES)):
+            if v[f] is _UNSET:
+                self._fill(c, t, f, v)
         return v
 
     def membership(self, c: Customer, t: int) -> int:
-        """Bit i set: the customer satisfies segment i at instant `t` (its tier as held)."""
-        if not self.segments:
-            return 0
-        v = self.values(c, t)
+        """Bit i set: the customer satisfies segment i at instant `t` (its tier as held). A field
+        is computed when a predicate first reads it; a segment stops at its first false one."""
+        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
         bits = 0
-        for i, seg in enumerate(self.segments):
-            if all(holds(p, v[p.field]) for p in seg.when):
-                bits |= 1 << i
+        bit = 1
+        for seg in self.segments:
+            inside = True
+            for p in seg.when:
+                x = v[p.field]
+                if x is _UNSET:
+                    x = self._fill(c, t, p.field, v)
+                if not holds(p, x):
+                    inside = False
+                    break
+            if inside:
+                bits |= bit
+            bit <<= 1
         return bits
+
+    def evaluate(self, c: Customer, at: int, reason: str, counts: dict[str, int],
+                 out: list[SegmentChange]) -> None:
+        """SPEC §10: re-evaluate the customer at `at`; enter and leave, in definition order, each
+        change counted in `counts` (the KPI partial's) and appended to `out`."""
+        bits = self.membership(c, at)
+        diff = bits ^ c.segments
+        if diff:
+            cid = c.customer_id
+            for i, name in enumerate(self.names):
+                if diff >> i & 1:
+                    entered = bits >> i & 1 == 1
+                    counts[name] += 1 if entered else -1
+                    out.append(segment_change(cid, name, entered, at, reason))
+            c.segments = bits
+
+    def leave_all(self, c: Customer, at: int, counts: dict[str, int], out: list[SegmentChange]) -> None:
+        """SPEC §10 erasure: the customer leaves every segment it holds, at `at` (the watermark)."""
+        bits = c.segments
+        if bits:
+            for i, name in enumerate(self.names):
+                if bits >> i & 1:
+                    counts[name] -= 1
+                    out.append(segment_change(c.customer_id, name, False, at, "erasure"))
+            c.segments = 0
+
+    def held(self, bits: int) -> list[str]:
+        """The sorted names of the segments in a membership mask (the record's `segments`)."""
+        if not bits:
+            return []
+        return sorted(name for i, name in enumerate(self.names) if bits >> i & 1)
 
     def next_change_day(self, c: Customer, after_day: int) -> int:
         """Day index of the first midnight after day `after_day` at which a predicate may change
@@ -352,32 +256,3 @@ def _leaves_window(b: list[Any], stride: int, window: int, after_day: int, best:
         if leave > after_day:
             return leave if best < 0 or leave < best else best
     return best
-
-
-def holds(p: Predicate, value: Any) -> bool:
-    """One predicate against one field value (SPEC §10: a null field fails every comparison)."""
-    op = p.op
-    if op == IS_NULL:
-        return value is None
-    if op == NOT_NULL:
-        return value is not None
-    if value is None:
-        return False
-    if p.field == TIER:
-        inside = value in p.tiers
-        return inside if op in (EQ, IN) else not inside
-    if p.field == CHANNELS_30D:
-        return (p.channel in value) == (op == CONTAINS)
-    x = round(float(value), 9)
-    n = p.number
-    if op == LT:
-        return x < n
-    if op == LE:
-        return x <= n
-    if op == GT:
-        return x > n
-    if op == GE:
-        return x >= n
-    if op == EQ:
-        return x == n
-    return x != n

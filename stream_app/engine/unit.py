@@ -34,6 +34,10 @@ class UnitCore(NamedTuple):
     applied: int
     duplicates: int
     erasures: int
+    #: the last sweep midnight (SPEC §5), None before the first
+    last_sweep: int | None
+    #: the segment names the customers' membership bits refer to (definition order)
+    segment_names: tuple[str, ...]
 
 
 class Unit(Scoring):
@@ -109,6 +113,8 @@ class Unit(Scoring):
                 midnight += DAY
                 if not self.due and not timers:
                     break
+        if next_midnight_after(wm) <= t:  # a sweep ran at every midnight in (wm, t], if only in name
+            self.last_sweep = t // DAY * DAY
         self.watermark = t
         self._due_before = next_midnight_after(t)
         if t >= self._forget_at:
@@ -140,7 +146,9 @@ class Unit(Scoring):
             if a is not None:
                 self.alerts.append(a)
             self.evaluate_tier(c, midnight, c.score_at(midnight, cfg.half_life), "sweep")
-            self.reschedule(c, midnight)
+            if self.has_segments:
+                self.segment_set.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes)
+            self.reschedule(c, midnight, midnight)
             self.changed.add(cid)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -148,13 +156,14 @@ class Unit(Scoring):
         """The customer's record (None: unknown); the rule of `Customer.read`: as_of None means
         the customer's clock, an as_of before it raises AsOfBeforeClock."""
         c = self.customers.get(customer_id)
-        return None if c is None else c.read(as_of, self.config)
+        return None if c is None else c.read(as_of, self.config, self.segment_set.held(c.segments))
 
     def drain(self) -> Outputs:
         """Hand the shell everything produced since the last drain; the unit keeps none of it."""
         out = Outputs(self.tier_changes, self.alerts, self.changed, self.erased, self.erased_tiers,
-                      self.dedupe.take_log())
+                      self.dedupe.take_log(), self.segment_changes)
         self.tier_changes, self.alerts, self.changed, self.erased, self.erased_tiers = [], [], set(), [], []
+        self.segment_changes = []
         return out
 
     def log_ids(self) -> None:
@@ -166,16 +175,32 @@ class Unit(Scoring):
     def core(self) -> UnitCore:
         """Unit-level state other than customers and remembered ids (those have their own keys);
         `formats.encode_unit` writes it."""
-        return UnitCore(self.watermark, self.kpis, self.applied, self.duplicates, self.erasures)
+        return UnitCore(self.watermark, self.kpis, self.applied, self.duplicates, self.erasures,
+                        self.last_sweep, self.segment_set.names)
 
     @classmethod
     def from_parts(cls, core: UnitCore | None, customers: list[Customer],
                    seen: list[tuple[str, int]], config: EngineConfig = DEFAULT_CONFIG) -> Unit:
-        """Rebuild a unit from persisted parts; timers and the sweep index derive from customers."""
+        """Rebuild a unit from persisted parts; timers, the sweep index and the segment counts
+        derive from customers. Membership bits written under other definitions are carried over
+        by name (a segment no longer defined is dropped without a change; docs/STREAM.md)."""
         u = cls(config)
+        names = u.segment_set.names
+        remap: list[int] | None = None
         if core is not None:
-            u.watermark, u.kpis, u.applied, u.duplicates, u.erasures = core
+            u.watermark, kpis, u.applied, u.duplicates, u.erasures, u.last_sweep, old_names = core
+            kpis.segments = dict.fromkeys(names, 0)  # recounted below, from the customers
+            u.kpis = kpis
+            if old_names != names:
+                remap = [names.index(n) if n in names else -1 for n in old_names]
+        counts = u.kpis.segments
         for c in customers:
+            if c.segments:
+                if remap is not None:
+                    c.segments = sum(1 << j for i, j in enumerate(remap) if j >= 0 and c.segments >> i & 1)
+                for i, name in enumerate(names):
+                    if c.segments >> i & 1:
+                        counts[name] += 1
             u.customers[c.customer_id] = c
             if c.cart is not None:
                 u.timers.append((c.cart.deadline, c.customer_id))

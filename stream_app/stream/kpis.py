@@ -17,6 +17,7 @@ from stream_app.config import Settings
 from stream_app.engine import EngineConfig, KpiPartial, store_document
 from stream_app.engine.formats import decode_kpi_message
 from stream_app.engine.records import KpiDocument
+from stream_app.engine.segments import segment_set
 from stream_app.stream import failpoints
 from stream_app.stream.kafka_io import BatchSender, consumer_options, kpi_partials_topic
 from stream_app.stream.metrics import Metrics
@@ -100,7 +101,8 @@ class StoreKpis:
     def document(self) -> KpiDocument:
         """The store document: the merge of every partial, read at the largest watermark."""
         cfg = self.config
-        return store_document(self.partials.values(), cfg.order_window_days, cfg.activity_window_days, cfg.channels)
+        return store_document(self.partials.values(), cfg.order_window_days, cfg.activity_window_days, cfg.channels,
+                              segment_set(cfg).names)
 
     async def publish(self, ready: bool, owned: Collection[int],
                       producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:

@@ -39,7 +39,7 @@ from stream_app.engine.formats import (
     parse_state_key,
     state_key,
 )
-from stream_app.engine.records import Alert, TierChange
+from stream_app.engine.records import Alert, SegmentChange, TierChange
 from stream_app.validation import Rejection, decode_rekeyed
 
 
@@ -53,6 +53,7 @@ class PartitionBatch:
     tombstones: list[str] = field(default_factory=list)
     tier_changes: list[TierChange] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    segment_changes: list[SegmentChange] = field(default_factory=list)
     rejected: list[tuple[int, Rejection, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -149,6 +150,7 @@ class PartitionProcessor:
             self.tier_counts[tc["to_tier"]] += 1
         out.tier_changes = drained.tier_changes
         out.alerts = drained.alerts
+        out.segment_changes = drained.segment_changes
         for cid in dict.fromkeys(drained.erased):  # once each, in order
             if cid not in unit.customers:  # back in the same batch: its new record replaces it
                 out.state.append((state_key(p, CUSTOMER, cid), None))
@@ -156,7 +158,7 @@ class PartitionProcessor:
         for cid in sorted(drained.changed):
             c = unit.customers[cid]
             out.state.append((state_key(p, CUSTOMER, cid), encode_customer(c)))
-            out.scores[cid] = orjson.dumps(c.snapshot(cfg))
+            out.scores[cid] = orjson.dumps(c.snapshot(cfg, unit.segment_set.held(c.segments)))
         self._id_state(out, drained.id_log)
         if out.applied or out.skipped or out.rejected or out.duplicates:
             out.state.append((state_key(p, UNIT), encode_unit(unit.core(), self.offset, self.id_seq)))

@@ -76,6 +76,8 @@ def merged_kpis(parts: list[dict[str, Any]], as_of: int | None) -> dict[str, Any
             "nps": ratio(100 * (total["promoters"] - total["detractors"]), total["survey_responses"]),
             "csat": ratio(total["satisfied_reviews"], total["reviews"]),
             "average_rating": ratio(rating_sum, total["reviews"]),
+            "segments": {name: sum(p["segments"][name] for p in parts) for name in parts[0]["segments"]}
+            if parts else {},
             "engagement_30d": {
                 "window_days": 30, **eng,
                 "email_open_rate": ratio(eng["email_opened"], eng["email_sent"]),

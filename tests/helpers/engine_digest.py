@@ -44,7 +44,8 @@ def restored_half_way(lines: list[bytes]) -> dict[str, Any]:
         u.offer(ev)  # type: ignore[arg-type]
     late = u.drain()
     wm = u.watermark
-    return {"outputs": [early.tier_changes, early.alerts, late.tier_changes, late.alerts],
+    return {"outputs": [early.tier_changes, early.alerts, late.tier_changes, late.alerts,
+                        early.segment_changes, late.segment_changes],
             "kpis": u.kpis.document(wm), "records": {cid: u.record(cid, wm) for cid in sorted(u.customers)},
             "erased": [late.erased, late.erased_tiers]}
 

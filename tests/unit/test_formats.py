@@ -112,8 +112,10 @@ def test_customers_round_trip_byte_for_byte() -> None:
         raw = encode_customer(c)
         back = decode_customer(raw)
         assert encode_customer(back) == raw
-        assert back.snapshot(DEFAULT_CONFIG) == c.snapshot(DEFAULT_CONFIG)
+        assert back.snapshot(DEFAULT_CONFIG, []) == c.snapshot(DEFAULT_CONFIG, [])
+        assert back.segments == c.segments
         assert type(back.cart) in (CartTimer, type(None))
+    assert any(c.segments for c in u.customers.values())  # the workload holds segments
 
 
 def test_the_unit_record_and_the_kpi_message_round_trip() -> None:
@@ -130,10 +132,21 @@ def test_the_unit_record_and_the_kpi_message_round_trip() -> None:
 
 
 # -- format 0: what committed changelogs and topics may still hold --------------------------------
+def v1_customer(c: Customer) -> list[Any]:
+    """Format 1: the number 1 and the 25 fields before `segments`."""
+    rec: list[Any] = orjson.loads(encode_customer(c))
+    return [1, *rec[1:CUSTOMER_INDEX["segments"]]]
+
+
 def v0_customer(c: Customer) -> list[Any]:
     """The 25-slot list `Customer.to_state` wrote before the format number."""
-    rec: list[Any] = orjson.loads(encode_customer(c))
-    return rec[1:]
+    return v1_customer(c)[1:]
+
+
+def without_segments(c: Customer) -> Customer:
+    back = decode_customer(encode_customer(c))
+    back.segments = 0
+    return back
 
 
 def test_format_0_customer_states_decode_25_and_20_slots() -> None:
@@ -141,7 +154,8 @@ def test_format_0_customer_states_decode_25_and_20_slots() -> None:
     c = u.customers["x"]
     old = v0_customer(c)
     assert len(old) == 25 and type(old[0]) is str
-    assert encode_customer(decode_customer(orjson.dumps(old))) == encode_customer(c)
+    assert c.segments  # and format 0 holds none
+    assert encode_customer(decode_customer(orjson.dumps(old))) == encode_customer(without_segments(c))
     # 20 slots: written before SPEC §1 had non-activity types (every applied event was activity)
     short = decode_customer(orjson.dumps(old[:20]))
     assert short.last_activity == c.t_ref and short.channel_days == [] and short.message_buckets is None
@@ -150,9 +164,34 @@ def test_format_0_customer_states_decode_25_and_20_slots() -> None:
 
 
 def v0_kpis(k: KpiPartial) -> dict[str, Any]:
-    """The object `KpiPartial.to_state` wrote before the format number."""
+    """The object `KpiPartial.to_state` wrote before the format number (no segments)."""
     s = kpi_state(k)
-    return dict(zip(KPI_FIELDS, s[1:], strict=True))
+    return {name: v for name, v in zip(KPI_FIELDS, s[1:], strict=True) if name != "segments"}
+
+
+def no_segment_counts(k: KpiPartial) -> list[Any]:
+    """The KPI state with the segment counts an older format did not have."""
+    s = kpi_state(k)
+    s[KPI_INDEX["segments"]] = {}
+    return s
+
+
+def test_format_1_records_decode_without_segments_or_a_last_sweep() -> None:
+    u = busy_unit()
+    c = u.customers["x"]
+    back = decode_customer(orjson.dumps(v1_customer(c)))
+    assert back.segments == 0 and encode_customer(back) == encode_customer(without_segments(c))
+    core = u.core()
+    assert core.last_sweep is not None and core.segment_names and any(core.kpis.segments.values())
+    v1_kpis = no_segment_counts(core.kpis)[:-1]
+    v1_kpis[0] = 1
+    v1_unit = [1, core.watermark, v1_kpis, core.applied, core.duplicates, core.erasures, 12, 3]
+    b = decode_unit(orjson.dumps(v1_unit))
+    assert (b.offset, b.id_seq, b.core.last_sweep, b.core.segment_names) == (12, 3, None, ())
+    assert kpi_state(b.core.kpis) == no_segment_counts(core.kpis)
+    # restored under the built-in definitions, a format-1 unit's customers hold nothing yet
+    restored = Unit.from_parts(b.core, [back], [], DEFAULT_CONFIG)
+    assert restored.kpis.segments == dict.fromkeys(u.segment_set.names, 0)
 
 
 def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_defaulted() -> None:
@@ -161,7 +200,9 @@ def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_d
     old = {"watermark": core.watermark, "kpis": v0_kpis(core.kpis), "applied": core.applied,
            "duplicates": core.duplicates, "erasures": core.erasures, "offset": 12, "id_seq": 3}
     back = decode_unit(orjson.dumps(old))
-    assert encode_unit(back.core, back.offset, back.id_seq) == encode_unit(core, 12, 3)
+    assert (back.core.last_sweep, back.core.segment_names) == (None, ())
+    assert encode_unit(back.core, back.offset, back.id_seq) == encode_unit(
+        core._replace(kpis=kpi_from_state(no_segment_counts(core.kpis)), last_sweep=None, segment_names=()), 12, 3)
     # the oldest: no erasures, no id_seq, a KPI partial without the activity parts
     oldest_kpis = {k: v for k, v in v0_kpis(core.kpis).items()
                    if k in ("window_days", "floor_day", "buckets", "latest", "second")}
@@ -173,8 +214,8 @@ def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_d
     assert k.buckets == core.kpis.buckets and k.messages == {} and k.by_channel == {} and k.omni == {}
     # the partial message between workers, as an object
     msg = decode_kpi_message(orjson.dumps({"partition": 1, "watermark": 5, "kpis": v0_kpis(core.kpis)}))
-    assert (msg.partition, msg.watermark) == (1, 5) and kpi_state(msg.kpis) == kpi_state(core.kpis)
-    assert kpi_state(kpi_from_state(v0_kpis(core.kpis))) == kpi_state(core.kpis)
+    assert (msg.partition, msg.watermark) == (1, 5) and kpi_state(msg.kpis) == no_segment_counts(core.kpis)
+    assert kpi_state(kpi_from_state(v0_kpis(core.kpis))) == no_segment_counts(core.kpis)
 
 
 def test_format_0_id_records_decode() -> None:
@@ -190,8 +231,9 @@ def test_format_0_rekeyed_messages_are_left_to_validation() -> None:
 
 # -- numbers this version does not know ------------------------------------------------------------
 @pytest.mark.parametrize("decode, raw", [
-    (decode_customer, b'[2, "c"]'),
-    (decode_unit, b"[2, null]"),
+    (decode_customer, b'[3, "c"]'),
+    (decode_customer, b'[1, "c"]'),
+    (decode_unit, b"[3, null]"),
     (decode_ids, b'[2, ["a", 1]]'),
     (decode_ids, b"[]"),
     (decode_kpi_message, b"[9]"),

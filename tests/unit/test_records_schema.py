@@ -19,6 +19,7 @@ from stream_app.engine.records import (
     Messages30d,
     Outputs,
     PushCounts,
+    SegmentChange,
     SmsCounts,
     TierChange,
 )
@@ -75,6 +76,7 @@ def _busy_unit(log_ids: bool) -> Unit:
     u.offer(_ev("c", "checkout_started", "ann", T0 + 12 * HOUR, cart_id="k"))
     u.offer(_ev("r", "review", "ann", T0 + 13 * HOUR, rating=1))
     u.offer(_ev("v", "page_view", "bob", T0 + 14 * HOUR, channel="web"))
+    u.offer(_ev("s", "survey_response", "bob", T0 + 14 * HOUR, nps=10))  # a promoter, until erased
     u.offer(_ev("x", "customer_erased", "bob", T0 + 15 * HOUR))
     u.advance(T0 + 40 * DAY)  # the cart timer fires, sweeps demote, churn alerts, ids are forgotten
     return u
@@ -86,6 +88,8 @@ def test_the_engine_records_have_the_typed_keys() -> None:
     assert out.tier_changes and all(list(tc) == list(TierChange.__annotations__) for tc in out.tier_changes)
     assert {a["type"] for a in out.alerts} == {"negative_feedback", "abandoned_cart", "churn_risk"}
     assert all(list(a) == list(Alert.__annotations__) for a in out.alerts)
+    assert out.segment_changes
+    assert all(list(sc) == list(SegmentChange.__annotations__) for sc in out.segment_changes)
     record = u.record("ann")
     assert record is not None and list(record) == list(CustomerRecord.__annotations__)
     assert list(record["messages_30d"]) == list(Messages30d.__annotations__)
@@ -106,5 +110,6 @@ def test_drain_hands_over_everything_and_leaves_nothing(log_ids: bool) -> None:
         assert len(applied) == u.applied and {eid for eid, at in out.id_log if at is None} == set(applied)
     else:
         assert out.id_log == []
-    assert u.drain() == Outputs([], [], set(), [], [], [])
+    assert out.segment_changes and {sc["reason"] for sc in out.segment_changes} == {"event", "sweep", "erasure"}
+    assert u.drain() == Outputs([], [], set(), [], [], [], [])
     assert (u.tier_changes, u.alerts, u.changed, u.erased, u.erased_tiers) == ([], [], set(), [], [])

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from stream_app.engine.config import TIERS
 from stream_app.engine.events import DEFAULT_CHANNELS
-from stream_app.engine.segments import (
+from stream_app.engine.segment_defs import (
     BUILTIN,
     COMPARISONS,
     FIELD_NAMES,

@@ -35,20 +35,20 @@ def test_clock_is_the_largest_occurred_at_applied() -> None:
 
 def test_read_defaults_to_the_clock_and_snapshot_is_that_read() -> None:
     _, c = alice(ev("a", "order_placed", T0, amount=100.0), ev("b", "like", T0 + DAY))
-    assert c.read(None, DEFAULT_CONFIG) == c.read(T0 + DAY, DEFAULT_CONFIG) == c.snapshot(DEFAULT_CONFIG)
-    assert c.snapshot(DEFAULT_CONFIG)["as_of"] == format_instant(T0 + DAY)
-    later = c.read(T0 + 31 * DAY, DEFAULT_CONFIG)
+    assert c.read(None, DEFAULT_CONFIG, []) == c.read(T0 + DAY, DEFAULT_CONFIG, []) == c.snapshot(DEFAULT_CONFIG, [])
+    assert c.snapshot(DEFAULT_CONFIG, [])["as_of"] == format_instant(T0 + DAY)
+    later = c.read(T0 + 31 * DAY, DEFAULT_CONFIG, [])
     assert later["score"] == pytest.approx(20 * 2 ** (-31 / 30) + 0.5 * 2 ** (-30 / 30))
 
 
 def test_read_before_the_clock_is_refused() -> None:
     u, c = alice(ev("a", "like", T0 + DAY))
     with pytest.raises(AsOfBeforeClock, match="before the customer's clock") as info:
-        c.read(T0 + DAY - 1, DEFAULT_CONFIG)
+        c.read(T0 + DAY - 1, DEFAULT_CONFIG, [])
     assert isinstance(info.value, ValueError) and info.value.clock == T0 + DAY
     with pytest.raises(AsOfBeforeClock):
         u.record("alice", T0)          # the unit's reading uses the same rule
-    assert u.record("alice") == c.snapshot(DEFAULT_CONFIG)
+    assert u.record("alice") == c.snapshot(DEFAULT_CONFIG, u.segment_set.held(c.segments))
     assert u.record("nobody") is None
 
 
@@ -66,4 +66,4 @@ def test_cart_and_top_order_days_are_named_and_state_keeps_its_format() -> None:
     back = decode_customer(raw)
     assert type(back.cart) is CartTimer and type(back.top_order_days) is TopOrderDays
     assert encode_customer(back) == raw
-    assert back.snapshot(DEFAULT_CONFIG) == c.snapshot(DEFAULT_CONFIG)
+    assert back.snapshot(DEFAULT_CONFIG, []) == c.snapshot(DEFAULT_CONFIG, []) and back.segments == c.segments

@@ -25,6 +25,7 @@ from stream_app.engine import DEFAULT_CONFIG, KpiPartial, Unit
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import TOPIC_OF_TYPE, Event
 from stream_app.engine.formats import encode_rekeyed
+from stream_app.engine.segments import segment_set
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.validation import validate_bytes
 from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis, unique
@@ -55,10 +56,12 @@ def batches(msgs: list[tuple[int, bytes]], bounds: list[int]) -> list[list[tuple
     return [list(msgs[a:b]) for a, b in pairwise(bounds)]
 
 
-def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]:
+def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[str, Any]],
+             segment_changes: list[dict[str, Any]]) -> dict[str, Any]:
     """The parts of the §8 document a processing unit produces, at its final watermark."""
     wm = unit.watermark
     return {
+        "segment_changes": segment_changes,
         "as_of": format_instant(wm) if wm is not None else None,
         "customers": {cid: unit.record(cid, wm) for cid in sorted(unit.customers)},
         "tier_changes": tier_changes,
@@ -70,7 +73,8 @@ def document(unit: Unit, tier_changes: list[dict[str, Any]], alerts: list[dict[s
 
 def expected(events: list[dict[str, Any]]) -> dict[str, Any]:
     doc = oracle_document(events)
-    return {"as_of": doc["as_of"], "customers": doc["customers"], "tier_changes": doc["tier_changes"],
+    return {"segment_changes": doc["segment_changes"],
+            "as_of": doc["as_of"], "customers": doc["customers"], "tier_changes": doc["tier_changes"],
             "alerts": alerts_without_ids(doc["alerts"]),
             "counts": {k: doc["counts"][k] for k in ("applied", "duplicates")}, "kpis": doc["kpis"]}
 
@@ -83,12 +87,14 @@ def test_processor_in_batches_cut_anywhere_matches_oracle(data: st.DataObject) -
     proc = PartitionProcessor(0, Unit(DEFAULT_CONFIG))
     tcs: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
+    scs: list[dict[str, Any]] = []
     for batch in batches(msgs, cuts(data.draw, len(msgs))):
         out = proc.process(batch)
         tcs += out.tier_changes
         alerts += out.alerts
+        scs += out.segment_changes
     assert proc.offset == len(msgs) - 1
-    assert_same(document(proc.unit, tcs, alerts), expected(events))
+    assert_same(document(proc.unit, tcs, alerts, scs), expected(events))
 
 
 @MODES
@@ -102,10 +108,12 @@ def test_crash_then_restore_from_state_records_and_redelivery_matches_oracle(dat
     committed: dict[bytes, bytes] = {}
     tcs: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
+    scs: list[dict[str, Any]] = []
     for i, batch in enumerate(parts[:crash_at + 1]):
         out = proc.process(batch)
         tcs += out.tier_changes       # outputs are published first ...
         alerts += out.alerts
+        scs += out.segment_changes
         if i == crash_at:
             break                     # ... and the crash takes this batch's state
         for key, value in out.state:
@@ -119,11 +127,13 @@ def test_crash_then_restore_from_state_records_and_redelivery_matches_oracle(dat
         out = restored.process(batch)
         tcs += out.tier_changes
         alerts += out.alerts
+        scs += out.segment_changes
     # at-least-once: a re-published record and a second identical one (an id applied again after
     # it was forgotten, SPEC §2) look the same, so both sides are compared without exact repeats
     want = expected(events)
     want["tier_changes"], want["alerts"] = unique(want["tier_changes"]), unique(want["alerts"])
-    assert_same(document(restored.unit, unique(tcs), unique(alerts)), want)
+    want["segment_changes"] = unique(want["segment_changes"])
+    assert_same(document(restored.unit, unique(tcs), unique(alerts), unique(scs)), want)
 
 
 @MODES
@@ -135,18 +145,20 @@ def test_split_into_units_with_merged_kpis_matches_per_unit_oracles(data: st.Dat
     for ev in events:  # every customer (guest orders: order) lives in exactly one unit
         key = ev.get("customer_id") or ev["order_id"]
         split[zlib.crc32(key.encode()) % n].append(ev)
-    merged = KpiPartial(DEFAULT_CONFIG.order_window_days)
+    merged = KpiPartial(DEFAULT_CONFIG.order_window_days, segment_names=segment_set(DEFAULT_CONFIG).names)
     marks = []
     oracle_units = []
     for p, evs in split.items():
         proc = PartitionProcessor(p, Unit(DEFAULT_CONFIG))
         tcs: list[dict[str, Any]] = []
         alerts: list[dict[str, Any]] = []
+        scs: list[dict[str, Any]] = []
         for batch in batches(messages(evs), cuts(data.draw, len(evs))):
             out = proc.process(batch)
             tcs += out.tier_changes
             alerts += out.alerts
-        got, want = document(proc.unit, tcs, alerts), expected(evs)
+            scs += out.segment_changes
+        got, want = document(proc.unit, tcs, alerts, scs), expected(evs)
         assert_same({k: v for k, v in got.items() if k != "kpis"}, {k: v for k, v in want.items() if k != "kpis"})
         merged.merge(proc.unit.kpis)
         if proc.unit.watermark is not None:
