@@ -356,6 +356,8 @@ def _customer_record_faults(r: dict[str, Any]) -> list[str]:
             faults.append("no activity (last_activity_at null) but last_nps, points or score")
     elif (r["clicks_30d"] or r["social_30d"] or channels) and not _in_window(r["last_activity_at"], r["as_of"]):
         faults.append("activity in the 30-day window but last_activity_at before it")
+    if r["segments"] != sorted(set(r["segments"])):
+        faults.append("segments must be sorted and unique")
     return faults
 
 
@@ -462,6 +464,45 @@ def _records_vs_kpis(doc: dict[str, Any]) -> list[str]:
     return faults
 
 
+def _segment_faults(doc: dict[str, Any]) -> list[str]:
+    """SPEC §10 inside a replay document: per customer and segment the changes alternate
+    entered/left, a customer's are never dated before an earlier one, a record holds exactly the
+    segments entered and not left (an erased customer none), and kpis.segments counts the records
+    holding each. (Definition order within one evaluation is not checked here: two events at the
+    same instant are two evaluations with the same `at` and reason.)"""
+    faults = []
+    defined = list(doc["kpis"]["segments"])
+    held: dict[str, set[str]] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for c in doc["segment_changes"]:
+        cid, seg = c["customer_id"], c["segment"]
+        if seg not in defined:
+            faults.append(f"segment change for an undefined segment {seg}")
+            continue
+        mine = held.setdefault(cid, set())
+        if (c["change"] == "entered") == (seg in mine):
+            faults.append(f"{cid}: {c['change']} {seg} must alternate with the other change")
+        (mine.add if c["change"] == "entered" else mine.discard)(seg)
+        before = last.get(cid)
+        if before is not None and _instant(c["at"]) < _instant(before["at"]):
+            faults.append(f"{cid}: a segment change dated before an earlier one")
+        last[cid] = c
+    counts = dict.fromkeys(defined, 0)
+    for key, record in doc["customers"].items():
+        if set(record["segments"]) != held.get(key, set()):
+            faults.append(f"customers[{key}]: segments != those entered and not left")
+        for seg in record["segments"]:
+            if seg not in counts:
+                faults.append(f"customers[{key}]: holds an undefined segment {seg}")
+            counts[seg] = counts.get(seg, 0) + 1
+    for cid, segs in held.items():
+        if cid not in doc["customers"] and segs:
+            faults.append(f"{cid} has no record but still holds {sorted(segs)}")
+    if counts != doc["kpis"]["segments"]:
+        faults.append(f"kpis.segments != the records holding each segment {counts}")
+    return faults
+
+
 def _replay_document_faults(doc: dict[str, Any]) -> list[str]:
     faults = _kpi_faults(doc["kpis"])
     if doc["kpis"]["as_of"] != doc["as_of"]:
@@ -503,6 +544,7 @@ def _replay_document_faults(doc: dict[str, Any]) -> list[str]:
         faults.append("counts.applied < total events_total of the customers + erased")
     if doc["as_of"] is not None:
         faults += _records_vs_kpis(doc)
+    faults += _segment_faults(doc)
     lines = [d["line"] for d in doc["dead_letters"]]
     if lines != sorted(set(lines)):
         faults.append("dead letters must be in line order, one per line")
@@ -611,6 +653,32 @@ def test_semantic_checks_catch_faults_in_the_new_fields() -> None:
         {**small, "customers": gone, "counts": {**small["counts"], "applied": 6, "erased": 1}}) == []
 
 
+def test_semantic_checks_catch_faults_in_segments() -> None:
+    """Issue #19's checks (SPEC §10: records' segments, kpis.segments, segment_changes) each catch
+    a tampered valid example."""
+    record = _load(EXAMPLES / "customer_record" / "valid" / "with-orders.json")
+    assert record["segments"] and _customer_record_faults(record) == []
+    assert _caught(_customer_record_faults({**record, "segments": record["segments"][::-1]}), "segments must be sorted")
+
+    doc = _load(EXAMPLES / "replay_document" / "valid" / "campaign-and-erasure.json")
+    changes = doc["segment_changes"]
+    assert {c["reason"] for c in changes} == {"event", "erasure"} and _segment_faults(doc) == []
+    assert _caught(_replay_document_faults(_tampered(doc, "kpis.segments.omnichannel", 3)), "kpis.segments")
+    assert _caught(_replay_document_faults(_tampered(doc, "customers.cust-b.segments", ["new_customers"])),
+                   "entered and not left")
+    assert _caught(_replay_document_faults({**doc, "segment_changes": changes[:-1]}), "entered and not left")
+    gone = {k: v for k, v in doc["customers"].items() if k != "cust-d"}  # erased, not back
+    assert _caught(_segment_faults({**doc, "customers": gone, "segment_changes": changes[:-1]}), "still holds")
+    assert _caught(_replay_document_faults({**doc, "segment_changes": [*changes[:2], changes[0], *changes[2:]]}),
+                   "must alternate")
+    assert _caught(_replay_document_faults({**doc, "segment_changes": [*changes, {**changes[-1], "change": "entered",
+                                                                      "at": "2024-05-04T09:00:00Z"}]}), "dated before")
+    assert _caught(_replay_document_faults({**doc, "segment_changes": [{**c, "segment": "vips"} for c in changes]}),
+                   "undefined segment")
+    small = _load(EXAMPLES / "replay_document" / "valid" / "small-file.json")
+    assert [c["reason"] for c in small["segment_changes"]] == ["event", "sweep"] and _segment_faults(small) == []
+
+
 # ------------------------------------------------------- (5) live engine output against the schemas
 #
 # The examples above are written by hand; these are what the engine really writes and publishes:
@@ -667,14 +735,18 @@ def test_live_replay_document_is_valid_and_consistent(live_replay: tuple[str, Re
         k = doc["kpis"]
         assert None not in (k["nps"], k["csat"], k["engagement_30d"]["email_open_rate"],
                             k["engagement_30d"]["push_open_rate"], k["engagement_30d"]["sms_click_rate"])
+        # ... and what issue #19 added: segments entered and left by events, sweeps and erasures
+        assert {c["reason"] for c in doc["segment_changes"]} == {"event", "sweep", "erasure"}
+        assert any(r["segments"] for r in records) and sum(k["segments"].values()) > 0
 
 
 def test_live_published_records_are_valid_and_consistent(live_replay: tuple[str, Replay, dict[str, Any]]) -> None:
     """What the stream publishes on engagement.scores for each customer: its snapshot at its own clock."""
     _, replay, _ = live_replay
     assert replay.unit.customers
-    for customer in replay.unit.customers.values():
-        record = customer.snapshot(DEFAULT_CONFIG)
+    for cid in replay.unit.customers:
+        record = replay.unit.record(cid)  # as_of None: at the customer's clock, as published
+        assert record is not None
         assert _schema_errors("customer_record", record) == [], record["customer_id"]
         assert _customer_record_faults(record) == [], record["customer_id"]
 
@@ -691,8 +763,13 @@ def test_live_merged_store_kpis_are_valid_and_consistent() -> None:
         units[zlib.crc32(key.encode()) % 2].feed([(number, line.rstrip(b"\n"))])
     parts = [(r.unit.watermark, r.unit.kpis) for r in units]
     assert all(w is not None for w, _ in parts)
+    names = units[0].unit.segment_set.names
     kpis = store_document(parts, DEFAULT_CONFIG.order_window_days, DEFAULT_CONFIG.activity_window_days,
-                          DEFAULT_CONFIG.channels)
+                          DEFAULT_CONFIG.channels, names)
     assert _schema_errors("kpis", kpis) == []
     assert _kpi_faults(kpis) == []
     assert kpis["engagement_30d"]["active_customers"] > 0 and kpis["survey_responses"] > 0
+    # SPEC §10: every defined segment, in definition order; the partitions' members add up
+    held = [s for r in units for cid in r.unit.customers for s in (r.unit.record(cid) or {"segments": []})["segments"]]
+    assert list(kpis["segments"]) == list(names) and len(names) == 10
+    assert kpis["segments"] == {name: held.count(name) for name in names} and sum(kpis["segments"].values()) > 0
