@@ -13,7 +13,8 @@ What runs:
 - a view refreshed every second: events produced and scored, tier counts (last tier per customer
   on the scores topic; a tombstone there removes an erased customer), the latest alerts and score
   records, and the store KPIs from the worker's ``GET /kpis``, with NPS, CSAT, the email open rate
-  and the omnichannel customers; when more lines are dead-lettered than the simulator spoils on
+  and the omnichannel customers, and the members of each segment (SPEC §10: the KPI document's
+  ``segments``, beside the tier table); when more lines are dead-lettered than the simulator spoils on
   purpose, the top reasons. It fits the terminal: sections are dropped (alerts and scores first),
   never the counters. The view reads the output topics with a plain group-less
   consumer assigned to every partition, from the beginning.

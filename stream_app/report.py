@@ -193,6 +193,44 @@ def _engagement_pairs(k: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _segment_items(k: dict[str, Any]) -> list[str] | None:
+    """`name members` for each defined segment (SPEC §10: the KPI document's `segments`, in
+    definition order); None from a worker without segments (an older one)."""
+    segments = k.get("segments")
+    if not isinstance(segments, dict):
+        return None
+    return [f"{name} {format_number(n)}" for name, n in segments.items()]
+
+
+def _segment_panel(st: DemoState, width: int, rows: int) -> list[str]:
+    """The segment sizes wrapped into `width` columns and at most `rows` lines, title included;
+    what does not fit is counted (`+3 more`) rather than cut."""
+    items = None if st.kpis is None else _segment_items(st.kpis)
+    if items is None:
+        return []
+    if not items:
+        return ["segments: off"]
+    body: list[list[str]] = [[]]
+    for item in items:
+        line = body[-1]
+        if line and len("  ".join([*line, item])) > width:
+            body.append([item])
+        else:
+            line.append(item)
+    room = rows - 1
+    if len(body) > room:
+        shown = body[:room]
+        last = shown[-1]
+        while True:  # the last line ends with how many segments are not shown
+            more = f"+{len(items) - sum(map(len, shown))} more"
+            if not last or len("  ".join([*last, more])) <= width:
+                break
+            last.pop()
+        last.append(more)
+        body = shown
+    return ["segments (customers holding each)", *("  ".join(line) for line in body)]
+
+
 def _status_line(st: DemoState) -> str:
     return (f"produced {st.produced:,} ({st.produce_rate:,.0f}/s) | scored {st.scored:,} "
             f"({st.score_rate:,.0f}/s) | tier changes {st.tier_changes:,} | alerts {st.alerts:,} | "
@@ -264,8 +302,9 @@ def render_full(st: DemoState, header: str, width: int = 80, height: int = 24) -
     """The terminal view (redrawn in place), fitted to `width` × `height`.
 
     The counters always show; then, while they fit, in this order: the clock line, the reasons of
-    unexpected dead letters, tiers, store KPIs, alerts and scores (those two shortened before they
-    are dropped). Lines are cut at the width, so nothing wraps and the screen does not scroll.
+    unexpected dead letters, tiers (with the segment sizes beside them), store KPIs, alerts and
+    scores (those two shortened before they are dropped). Lines are cut at the width, so nothing
+    wraps and the screen does not scroll.
     """
     status = _status_line(st)
     if len(status) >= width:  # two lines rather than a cut: every counter stays readable
@@ -275,9 +314,19 @@ def render_full(st: DemoState, header: str, width: int = 80, height: int = 24) -
     if st.worker_ready_after is None:
         top.append("worker starting ...")
     optional = [line for line in (_clock_line(st), _rejection_line(st)) if line is not None]
+    # the segment sizes sit beside the tier table (both count customers per group) where there is
+    # room, so they cost no line; on a narrow terminal they come last, and go first
+    tiers = _tier_section(st)
+    left = max(map(len, tiers)) + 3
+    beside = _segment_panel(st, width - 1 - left, len(tiers)) if width - 1 - left >= 24 else []
+    tiers = [f"{t:<{left}}{p}".rstrip() for t, p in itertools.zip_longest(tiers, beside, fillvalue="")]
+    below = [] if beside else _segment_panel(st, width - 3, 8)
+    below = [*below[:1], *(f"  {line}" for line in below[1:])]  # indented like the other sections
     # (section, smallest useful length): sections are separated by one blank line
     sections: list[tuple[list[str], int]] = [
-        (_tier_section(st), 0), (_kpi_section(st, width), 0), (_alert_section(st), 2), (_score_section(st), 2)]
+        (tiers, 0), (_kpi_section(st, width), 0), (_alert_section(st), 2), (_score_section(st), 2)]
+    if below:
+        sections.append((below, 0))
     lines = top[:height]
     for line in optional:
         if len(lines) < height:
@@ -313,4 +362,7 @@ def render_compact(st: DemoState) -> str:
     else:
         lines.append("  kpis: " + " | ".join(f"{n} {v}" for n, v in _kpi_pairs(st.kpis)))
         lines.append("  engagement: " + " | ".join(f"{n} {v}" for n, v in _engagement_pairs(st.kpis)))
+        segments = _segment_items(st.kpis)
+        if segments is not None:
+            lines.append("  segments: " + (" | ".join(segments) or "off"))
     return "\n".join(lines)

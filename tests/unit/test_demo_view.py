@@ -1,12 +1,14 @@
-"""The demo's live view: feedback and engagement KPI lines, and erased customers."""
+"""The demo's live view: feedback and engagement KPI lines, segment sizes, and erased customers."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 import pytest
 
+from stream_app.engine.config import TIERS
 from stream_app.report import DemoState, render_compact, render_full
 
 
@@ -23,6 +25,12 @@ def _kpis(**over: Any) -> dict[str, Any]:
     }
     doc.update(over)
     return doc
+
+
+#: the KPI document's `segments` (SPEC §10): the built-in segments, in definition order
+SEGMENTS = {"new_customers": 12, "loyal": 40, "champions": 3, "at_risk": 7, "lapsed": 2, "window_shoppers": 55,
+            "promoters": 1234, "detractors": 12, "omnichannel": 80, "vip_slipping": 1}
+SEGMENT_ITEMS = [f"{name} {n:,}" for name, n in SEGMENTS.items()]
 
 
 def _engagement_line(st: DemoState) -> str:
@@ -51,6 +59,67 @@ def test_null_ratios_read_n_a_and_missing_fields_a_dash() -> None:
     assert "  kpis: orders 3 | revenue 30.00 |" in render_compact(st)
 
 
+def test_compact_view_shows_segment_sizes() -> None:
+    st = DemoState(kpis=_kpis(segments=SEGMENTS))
+    lines = render_compact(st).splitlines()
+    assert lines[-1] == "  segments: " + " | ".join(SEGMENT_ITEMS)
+    st.kpis = _kpis(segments={})  # ENGAGEMENT_SEGMENTS_FILE with {"segments": []}
+    assert render_compact(st).splitlines()[-1] == "  segments: off"
+    st.kpis = _kpis()  # a worker from before segments: no line
+    assert "segments" not in render_compact(st)
+
+
+def _segment_lines(view: list[str]) -> list[str]:
+    """The segment panel of a full view: beside the tier table, or its own section below."""
+    start = next(i for i, line in enumerate(view) if "segments" in line)
+    body = [line.split("%", 1)[-1].strip() if line.startswith(TIERS) else line.strip()
+            for line in itertools.takewhile(str.strip, view[start + 1:])]
+    return [line for line in body if line]
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (160, 50)])
+def test_full_view_shows_every_segment_beside_the_tiers(width: int, height: int) -> None:
+    st = _busy_state()
+    view = render_full(st, "header", width, height).splitlines()
+    assert len(view) <= height and all(len(line) < width for line in view), view
+    title = next(line for line in view if line.split()[:3] == ["tier", "customers", "share"])
+    assert title.endswith("segments (customers holding each)"), view  # beside the tiers: no line of its own
+    shown = "  ".join(_segment_lines(view))
+    assert re.split(r"  (?=[a-z])", shown) == SEGMENT_ITEMS, view
+    assert "latest alerts" in view
+
+
+def test_full_view_counts_the_segments_that_do_not_fit() -> None:
+    many = {f"segment_with_a_long_name_{i:02d}": i * 1000 for i in range(64)}
+    st = _busy_state()
+    st.kpis = _kpis(segments=many)
+    view = render_full(st, "header", 80, 24).splitlines()
+    assert len(view) <= 24 and all(len(line) < 80 for line in view), view
+    panel = _segment_lines(view)
+    assert len(panel) == 4 and panel[-1].endswith(" more"), view
+    shown = [x for line in panel for x in re.split(r"  (?=[a-z+])", line)]
+    assert shown[-1] == f"+{64 - len(shown) + 1} more"
+    assert shown[:-1] == [f"{name} {n:,}" for name, n in list(many.items())[:len(shown) - 1]]
+
+
+def test_full_view_says_when_segments_are_off_and_omits_them_for_an_older_worker() -> None:
+    st = _busy_state()
+    st.kpis = _kpis(segments={})
+    assert render_full(st, "header", 80, 24).splitlines()[7].endswith("segments: off")
+    st.kpis = _kpis()
+    assert "segments" not in render_full(st, "header", 80, 24)
+
+
+def test_narrow_view_puts_the_segments_last() -> None:
+    st = _busy_state()
+    view = render_full(st, "header", 50, 60).splitlines()
+    assert all(len(line) < 50 for line in view) and "latest scores" in view, view
+    assert view.index("segments (customers holding each)") > view.index("latest scores")
+    assert re.split(r"  (?=[a-z])", "  ".join(_segment_lines(view))) == SEGMENT_ITEMS
+    short = render_full(st, "header", 50, 40).splitlines()  # no room left: they go first
+    assert "segments" not in "\n".join(short) and "latest alerts" in short
+
+
 def _cells(view: list[str]) -> list[list[str]]:
     """The KPI cells of a full view, one or two to a line (name padded, value right-aligned)."""
     return [cell.split() for line in view for cell in re.split(r"(?<=\S)  +(?=[A-Za-z])", line.strip())]
@@ -67,7 +136,7 @@ def test_full_view_lists_the_engagement_kpis(width: int, height: int) -> None:
 
 
 def _busy_state() -> DemoState:
-    st = DemoState(kpis=_kpis(), bad_rate=0.01, clock=(1_700_000_000.0, 3600.0))
+    st = DemoState(kpis=_kpis(segments=SEGMENTS), bad_rate=0.01, clock=(1_700_000_000.0, 3600.0))
     st.produced, st.tier_changes, st.alerts = 1_234_567, 45_678, 9_876
     for i in range(400):
         st.on_score({"customer_id": f"customer-{i:05d}", "tier": "gold", "score": 88.5, "events_total": 3000})
@@ -92,7 +161,7 @@ def test_full_view_fits_the_terminal_and_keeps_every_counter(width: int, height:
         assert counter in text, (counter, view)
     assert any(line.startswith("event time runs 1 h/s, now 2023-11-14 ") for line in view), view
     assert any(line.startswith("unexpected dead letters: invalid_field occurred_at 60,000, invalid_json - 1") for line in view), view
-    assert ["bronze", "0", "0.0", "%"] in [line.split() for line in view]
+    assert ["bronze", "0", "0.0", "%"] in [line.split()[:4] for line in view]  # segments may follow
     assert any(line.startswith("store KPIs (365-day window") for line in view), view
     assert ["revenue", "30.00", "NPS", "+12.5"] in [line.split() for line in view]
     assert "latest alerts" in view  # shortened to fit, not dropped, at 80 × 24
