@@ -50,6 +50,7 @@ CASES = [
     (PushCounts, "customer_record", ("messages_30d", "push")),
     (SmsCounts, "customer_record", ("messages_30d", "sms")),
     (KpiDocument, "kpis", ()),
+    (SegmentChange, "segment_change", ()),
     (Engagement30d, "kpis", ("engagement_30d",)),
 ]
 
