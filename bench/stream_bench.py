@@ -126,7 +126,8 @@ def _outputs_of(settings: Settings, mode: str) -> Settings:
     """The same input topics; re-keyed and output topics, groups and state of their own."""
     tag = f"{settings.app_id}-{mode}"
     return dataclasses.replace(settings, app_id=tag, **{
-        f"topic_{t}": f"{tag}.{t}" for t in ("events", "scores", "tier_changes", "alerts", "kpis", "dead_letter")})
+        f"topic_{t}": f"{tag}.{t}" for t in ("events", "scores", "tier_changes", "alerts", "kpis", "segment_changes",
+                                              "dead_letter")})
 
 
 async def _run_mode(settings: Settings, mode: str, n: int, tmp: str, broker_pid: int,

@@ -15,7 +15,8 @@ import orjson
 
 from stream_app.config import Settings
 from stream_app.engine import KpiPartial, Unit, store_document
-from stream_app.engine.records import Alert, CustomerRecord, TierChange
+from stream_app.engine.records import Alert, CustomerRecord, SegmentChange, TierChange
+from stream_app.engine.segments import segment_set
 from stream_app.stream.kafka_io import read_topic
 from stream_app.validation import Rejection, decode_rekeyed
 
@@ -47,6 +48,7 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
     records: dict[str, CustomerRecord] = {}
     tier_changes: dict[str, list[TierChange]] = {}
     alerts: dict[str, list[Alert]] = {}
+    segment_changes: dict[str, list[SegmentChange]] = {}
     parts: list[tuple[int | None, KpiPartial]] = []
     erased: set[str] = set()
     for p in sorted(partitions):
@@ -61,11 +63,15 @@ def expected_outputs(settings: Settings, partitions: dict[int, list[Any]]) -> di
             tier_changes.setdefault(tc["customer_id"], []).append(tc)
         for a in out.alerts:
             alerts.setdefault(a["customer_id"], []).append(a)
+        for sc in out.segment_changes:
+            segment_changes.setdefault(sc["customer_id"], []).append(sc)
         for cid, c in unit.customers.items():
-            records[cid] = c.snapshot(cfg)
+            records[cid] = c.snapshot(cfg, unit.segment_set.held(c.segments))
         parts.append((unit.watermark, unit.kpis))
-    return {"records": records, "tier_changes": tier_changes, "alerts": alerts, "erased": erased,
-            "kpis": store_document(parts, cfg.order_window_days, cfg.activity_window_days, cfg.channels)}
+    return {"records": records, "tier_changes": tier_changes, "alerts": alerts,
+            "segment_changes": segment_changes, "erased": erased,
+            "kpis": store_document(parts, cfg.order_window_days, cfg.activity_window_days, cfg.channels,
+                                   segment_set(cfg).names)}
 
 
 async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:
@@ -77,23 +83,27 @@ async def run_audit(settings: Settings, idle_ms: int = 1500) -> list[str]:
         for r in records:
             # compacted topic: the last value wins; None is a tombstone (an erased customer)
             scores[r.key.decode()] = None if r.value is None else orjson.loads(r.value)
-    got_tc: dict[str, list[dict[str, Any]]] = {}
-    for records in (await read_topic(settings, settings.topic_tier_changes, idle_ms)).values():
-        for r in records:
-            got_tc.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
-    got_alerts: dict[str, list[dict[str, Any]]] = {}
-    for records in (await read_topic(settings, settings.topic_alerts, idle_ms)).values():
-        for r in records:
-            got_alerts.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
+    got_tc = await _by_customer(settings, settings.topic_tier_changes, idle_ms)
+    got_alerts = await _by_customer(settings, settings.topic_alerts, idle_ms)
+    got_sc = await _by_customer(settings, settings.topic_segment_changes, idle_ms)
     kpi_docs = [orjson.loads(r.value) for rs in (await read_topic(settings, settings.topic_kpis, idle_ms)).values()
                 for r in rs]
 
-    return compare(want, scores, got_tc, got_alerts, kpi_docs)
+    return compare(want, scores, got_tc, got_alerts, got_sc, kpi_docs)
+
+
+async def _by_customer(settings: Settings, topic: str, idle_ms: int) -> dict[str, list[dict[str, Any]]]:
+    """An append-only output topic's records per key (customer), in each partition's order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for records in (await read_topic(settings, topic, idle_ms)).values():
+        for r in records:
+            out.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
+    return out
 
 
 def compare(want: dict[str, Any], scores: dict[str, dict[str, Any] | None],
             got_tc: dict[str, list[dict[str, Any]]], got_alerts: dict[str, list[dict[str, Any]]],
-            kpi_docs: list[dict[str, Any]]) -> list[str]:
+            got_sc: dict[str, list[dict[str, Any]]], kpi_docs: list[dict[str, Any]]) -> list[str]:
     """Differences between `expected_outputs` and what was read from the output topics."""
     diffs: list[str] = []
     for cid in sorted(set(want["records"]) | set(scores)):
@@ -104,7 +114,8 @@ def compare(want: dict[str, Any], scores: dict[str, dict[str, Any] | None],
         if cid not in scores:  # erased in the replay: its key must end with a tombstone (SPEC §9)
             diffs.append(f"score record {cid!r}: erased in the replay, but no tombstone was published")
     for name, expected, got in (("tier changes", want["tier_changes"], got_tc),
-                                ("alerts", want["alerts"], got_alerts)):
+                                ("alerts", want["alerts"], got_alerts),
+                                ("segment changes", want["segment_changes"], got_sc)):
         for cid in sorted(set(expected) | set(got)):
             # at-least-once: a re-publication and an identical record from an event id applied
             # again after it was forgotten (SPEC §2) look alike, so repeats go on both sides

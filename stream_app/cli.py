@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "new records until Ctrl-C. Exit status 2: no ENGAGEMENT_BROKER, or no such topic.")
     ta.add_argument("topic", metavar="TOPIC",
                     help="a topic name, or orders, clicks, social, privacy, events, scores, tier-changes, "
-                         "alerts, kpis, dead-letter (the configured ENGAGEMENT_TOPIC_*)")
+                         "alerts, kpis, segment-changes, dead-letter (the configured ENGAGEMENT_TOPIC_*)")
     ta.add_argument("--from-beginning", dest="from_beginning", action="store_true",
                     help="start at each partition's first record (default: at the end, new records only)")
     ta.add_argument("--no-follow", dest="no_follow", action="store_true",

@@ -35,7 +35,8 @@ __all__ = ["SHORT_NAMES", "UnknownTopic", "record_doc", "resolve_topic", "tail_m
 SHORT_NAMES = {
     "orders": "topic_orders", "clicks": "topic_clicks", "social": "topic_social", "privacy": "topic_privacy",
     "events": "topic_events", "scores": "topic_scores", "tier-changes": "topic_tier_changes",
-    "alerts": "topic_alerts", "kpis": "topic_kpis", "dead-letter": "topic_dead_letter",
+    "alerts": "topic_alerts", "kpis": "topic_kpis", "segment-changes": "topic_segment_changes",
+    "dead-letter": "topic_dead_letter",
 }
 
 

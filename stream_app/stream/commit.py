@@ -4,6 +4,9 @@ order of one processing batch"; the step numbers below are the docs' numbers).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -40,7 +43,7 @@ class BatchCommitter:
         for p, proc, out in done:
             self._add_outputs(outputs, p, proc, out)
             state.extend(self.changelog, p, out.state)
-        # 2. outputs (scores and tombstones, tier changes, alerts, dead letters), awaited
+        # 2. outputs (scores and tombstones, tier changes, alerts, segment changes, dead letters), awaited
         await outputs.flush()
         failpoints.hit("score_after_outputs")
         # 3. state, awaited: per partition its changed records, then the unit record (the commit marker)
@@ -57,7 +60,10 @@ class BatchCommitter:
         for cid, score in proc.score_records(out):
             key = cid.encode()
             outputs.add(s.topic_scores, partition_for(key, s.partitions), key, score)
-        for topic, records in ((s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts)):
+        changes: tuple[tuple[str, Sequence[Mapping[str, Any]]], ...] = (
+            (s.topic_tier_changes, out.tier_changes), (s.topic_alerts, out.alerts),
+            (s.topic_segment_changes, out.segment_changes))
+        for topic, records in changes:
             for record in records:
                 key = record["customer_id"].encode()
                 outputs.add(topic, partition_for(key, s.partitions), key, orjson.dumps(record))

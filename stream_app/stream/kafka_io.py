@@ -161,6 +161,7 @@ def topic_specs(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
         (settings.topic_scores, n, compact),
         (settings.topic_tier_changes, n, delete),
         (settings.topic_alerts, n, delete),
+        (settings.topic_segment_changes, n, delete),
         (settings.topic_kpis, 1, compact),
         (settings.topic_dead_letter, n, delete),
         (kpi_partials_topic(settings), 1, compact),

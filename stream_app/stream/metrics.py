@@ -11,6 +11,7 @@ import platform
 import threading
 import time
 from bisect import bisect_left
+from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -100,6 +101,9 @@ class Metrics:
         self.tier_changes = Counter("engagement_tier_changes_total", "Tier changes",
                                     ["from_tier", "to_tier", "reason"], registry=r)
         self.alerts = Counter("engagement_alerts_total", "Alerts raised", ["type", "severity"], registry=r)
+        self.segment_changes = Counter("engagement_segment_changes_total",
+                                       "Segment changes published (SPEC §10)", ["segment", "change", "reason"],
+                                       registry=r)
         self.kpi = Gauge("engagement_store_kpi",
                          "Store KPIs over the 365-day window (exported by the KPI leader only)",
                          ["kpi"], registry=r)
@@ -112,6 +116,9 @@ class Metrics:
                                           "Distinct customers with activity on each channel over the "
                                           "30-day window (exported by the KPI leader only)",
                                           ["channel"], registry=r)
+        self.segment_members = Gauge("engagement_segment_members",
+                                     "Customers holding each defined segment, store-wide (SPEC §10; "
+                                     "exported by the KPI leader only)", ["segment"], registry=r)
         self.erasures = Counter("engagement_erasures_total", "customer_erased events applied (SPEC §9)",
                                 registry=r)
         self.rebalances = Counter("engagement_rebalances_total", "Partition assignments received", registry=r)
@@ -130,6 +137,7 @@ class Metrics:
             self.kpi.clear()
             self.engagement_30d.clear()
             self.customers_by_channel.clear()
+            self.segment_members.clear()
             return
         _set_labelled(self.kpi, KPI_FIELDS, doc)
         e30 = doc.get("engagement_30d")
@@ -138,12 +146,9 @@ class Metrics:
         by_channel = e30.get("customers_by_channel")
         by_channel = by_channel if isinstance(by_channel, dict) else {}
         # the configured channels can change with a restart of the leader: drop channels gone
-        exported = {sample.labels["channel"] for fam in self.customers_by_channel.collect()
-                    for sample in fam.samples}
-        for channel in exported - by_channel.keys():
-            self.customers_by_channel.remove(channel)
-        for channel, n in by_channel.items():
-            self.customers_by_channel.labels(channel=channel).set(float(n))
+        _set_map(self.customers_by_channel, "channel", by_channel)
+        segments = doc.get("segments")
+        _set_map(self.segment_members, "segment", segments if isinstance(segments, dict) else {})
 
     # -- the scoring path ----------------------------------------------------------------------
     def record_partition_batch(self, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
@@ -161,6 +166,10 @@ class Metrics:
                                      reason=d["reason"]).inc()
         for a in out.alerts:
             self.alerts.labels(type=a["type"], severity=a["severity"]).inc()
+        if out.segment_changes:  # a sweep can make thousands: one increment per label set
+            for (segment, change, reason), n in Tally(
+                    (sc["segment"], sc["change"], sc["reason"]) for sc in out.segment_changes).items():
+                self.segment_changes.labels(segment=segment, change=change, reason=reason).inc(n)
         if out.erased:
             self.erasures.inc(out.erased)
         wm = proc.unit.watermark
@@ -175,6 +184,16 @@ class Metrics:
                 totals[tier] += n
         for tier in TIERS:
             self.customers.labels(tier=tier).set(totals[tier])
+
+
+def _set_map(gauge: Gauge, label: str, values: Mapping[str, object]) -> None:
+    """One sample per key of `values` (channels, segments); keys no longer there lose theirs (the
+    configured channels or segment definitions can change with a restart of the leader)."""
+    exported = {sample.labels[label] for fam in gauge.collect() for sample in fam.samples}
+    for gone in exported - values.keys():
+        gauge.remove(gone)
+    for name, n in values.items():
+        gauge.labels(name).set(float(n))  # type: ignore[arg-type]
 
 
 def _set_labelled(gauge: Gauge, names: tuple[str, ...], doc: Mapping[str, object]) -> None:
@@ -195,7 +214,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "engagement_events_total", "engagement_dead_letters_total", "engagement_event_lag_seconds",
     "engagement_batch_duration_seconds", "engagement_watermark_seconds", "engagement_consumer_lag_messages",
     "engagement_customers", "engagement_tier_changes_total", "engagement_alerts_total", "engagement_store_kpi",
-    "engagement_store_engagement_30d", "engagement_store_customers_by_channel", "engagement_erasures_total",
+    "engagement_store_engagement_30d", "engagement_store_customers_by_channel", "engagement_segment_members",
+    "engagement_segment_changes_total", "engagement_erasures_total",
     "engagement_rebalances_total", "engagement_recovery_duration_seconds", "engagement_recovery_partitions",
     "engagement_recovering", "engagement_ready", "engagement_build_info",
 )

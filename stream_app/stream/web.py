@@ -1,4 +1,5 @@
-"""HTTP API on the worker's web port: customers (routed to the owner), KPIs, health, readiness.
+"""HTTP API on the worker's web port: customers (routed to the owner), KPIs, segments, health,
+readiness.
 
 The views depend on `WorkerView`, what they read from a worker, not on the worker itself.
 Requests for a customer another worker owns are forwarded with one HTTP session, opened when the
@@ -65,6 +66,10 @@ class WorkerView(Protocol):
 
     def kpi_document(self) -> Mapping[str, Any]:
         """The store KPI document (every partition's partial, merged)."""
+
+    def segment_document(self) -> Mapping[str, Any]:
+        """`{"segments": [{name, when, members}, ...]}`: each defined segment in definition order,
+        with its store-wide member count from the merged KPI document (SPEC §10)."""
 
     def owner_url(self, partition: int) -> str | None:
         """The web URL of the worker that scores `partition`, from the last group assignment."""
@@ -143,6 +148,13 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
                 return reply(self, 503, {"error": "not ready"})
             return reply(self, 200, worker.kpi_document())
 
+    @app.page("/segments")
+    class SegmentView(View):
+        async def get(self, request: Request) -> Response:
+            if not worker.ready:
+                return reply(self, 503, {"error": "not ready"})
+            return reply(self, 200, worker.segment_document())
+
     @app.page("/healthz")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
@@ -163,7 +175,7 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
             return self.bytes(generate_latest(worker.metrics_registry()),
                               content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (CustomerView, KpiView, HealthView, ReadyView, MetricsView)
+    _ = (CustomerView, KpiView, SegmentView, HealthView, ReadyView, MetricsView)
     return forwarder
 
 

@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -25,6 +26,7 @@ from stream_app.config import Settings
 from stream_app.engine import AsOfBeforeClock
 from stream_app.engine.clock import format_instant, parse_rfc3339
 from stream_app.engine.records import CustomerRecord, KpiDocument
+from stream_app.engine.segments import segment_set
 from stream_app.stream.ingest import IngestLoop
 from stream_app.stream.kafka_io import client_options, faust_credentials, partition_for
 from stream_app.stream.kpis import StoreKpis
@@ -169,12 +171,19 @@ class ScorerApp:
             if at is None:
                 return 400, {"error": "as_of must be an RFC 3339 date-time, e.g. 2024-01-31T00:00:00Z"}
         try:
-            return 200, c.read(at, self.engine_config)
+            return 200, c.read(at, self.engine_config, proc.unit.segment_set.held(c.segments))
         except AsOfBeforeClock as exc:
             return 400, {"error": f"as_of is before the customer's clock {format_instant(exc.clock)}"}
 
     def kpi_document(self) -> KpiDocument:
         return self.kpis.document()
+
+    def segment_document(self) -> dict[str, list[dict[str, Any]]]:
+        """Each defined segment (SPEC §10), in definition order, with its predicates as written
+        and its store-wide member count: the merged KPI document's, so `GET /kpis` agrees."""
+        members = self.kpi_document()["segments"]
+        return {"segments": [{**s.definition(), "members": members.get(s.name, 0)}
+                             for s in segment_set(self.engine_config).segments]}
 
     def owner_url(self, partition: int) -> str | None:
         return self.scoring.owner_url(partition)

@@ -25,6 +25,7 @@ from stream_app.engine.clock import format_instant
 from stream_app.engine.events import Event
 from stream_app.engine.formats import UnitRecord, decode_customer, decode_unit
 from stream_app.engine.records import CustomerRecord
+from stream_app.engine.segments import segment_set
 from stream_app.stream.compat import refresh_metadata
 from stream_app.stream.kafka_io import changelog_topic, consumer_options
 from stream_app.validation import Rejection, decode_rekeyed, validate_bytes
@@ -55,6 +56,7 @@ class Expected:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     tier_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    segment_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
     first_offset: dict[str, int] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
@@ -92,6 +94,8 @@ def expected(settings: Settings, partitions: dict[int, list[Any]]) -> Expected:
             out.tier_changes.setdefault(tc["customer_id"], []).append(tc)
         for a in unit.alerts:
             out.alerts.setdefault(a["customer_id"], []).append(without_id(a))
+        for sc in unit.segment_changes:
+            out.segment_changes.setdefault(sc["customer_id"], []).append(sc)
     marks = [u.watermark for u in units.values() if u.watermark is not None]
     as_of = max(marks) if marks else None
     out.kpis = merged_kpis([u.kpis(as_of) for u in units.values()], as_of)
@@ -121,6 +125,7 @@ class Observed:
     records: dict[str, dict[str, Any] | None]  # None: a tombstone
     tier_changes: dict[str, list[dict[str, Any]]]
     alerts: dict[str, list[dict[str, Any]]]
+    segment_changes: dict[str, list[dict[str, Any]]]
     kpis: dict[str, Any] | None
     #: partition -> (unit record's counters, {customer_id: state}) from the committed changelog
     state: dict[int, tuple[dict[str, Any] | None, dict[str, bytes]]]
@@ -158,21 +163,14 @@ async def read_all(settings: Settings, topics: list[str], timeout_s: float = 60.
 
 async def observe(settings: Settings) -> Observed:
     s = settings
-    topics = await read_all(s, [s.topic_scores, s.topic_tier_changes, s.topic_alerts, s.topic_kpis,
-                                s.topic_dead_letter, changelog_topic(s)])
+    topics = await read_all(s, [s.topic_scores, s.topic_tier_changes, s.topic_alerts, s.topic_segment_changes,
+                                s.topic_kpis, s.topic_dead_letter, changelog_topic(s)])
     scores: dict[str, dict[str, Any] | None] = {}
     for rs in topics[s.topic_scores].values():
         for r in rs:
             # compacted: the last value wins; None is a tombstone (an erased customer, SPEC §9)
             scores[r.key.decode()] = None if r.value is None else orjson.loads(r.value)
-    tcs: dict[str, list[dict[str, Any]]] = {}
-    for rs in topics[s.topic_tier_changes].values():
-        for r in rs:
-            tcs.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
-    alerts: dict[str, list[dict[str, Any]]] = {}
-    for rs in topics[s.topic_alerts].values():
-        for r in rs:
-            alerts.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
+    tcs, alerts, scs = (by_key(topics[t]) for t in (s.topic_tier_changes, s.topic_alerts, s.topic_segment_changes))
     kpi_docs = [orjson.loads(r.value) for rs in topics[s.topic_kpis].values() for r in rs]
     dead: dict[tuple[str, int, int], str] = {}
     for rs in topics[s.topic_dead_letter].values():
@@ -180,8 +178,17 @@ async def observe(settings: Settings) -> Observed:
             d = orjson.loads(r.value)
             src = d["source"]
             dead[(src["topic"], src["partition"], src["offset"])] = d["reason"]  # repeats allowed
-    return Observed(scores, tcs, alerts, kpi_docs[-1] if kpi_docs else None,
+    return Observed(scores, tcs, alerts, scs, kpi_docs[-1] if kpi_docs else None,
                     committed_state(topics[changelog_topic(s)]), Counter(dead.values()))
+
+
+def by_key(partitions: dict[int, list[Any]]) -> dict[str, list[dict[str, Any]]]:
+    """An append-only output topic's JSON records per key (customer), each partition in order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rs in partitions.values():
+        for r in rs:
+            out.setdefault(r.key.decode(), []).append(orjson.loads(r.value))
+    return out
 
 
 def committed_state(changelog: dict[int, list[Any]]) -> dict[int, tuple[dict[str, Any] | None,
@@ -225,7 +232,8 @@ def _counters(u: UnitRecord) -> dict[str, Any]:
 
 def state_record(state: bytes) -> CustomerRecord:
     """A committed customer state, read back as its record at the customer's clock."""
-    return decode_customer(state).snapshot(DEFAULT_CONFIG)
+    c = decode_customer(state)
+    return c.snapshot(DEFAULT_CONFIG, segment_set(DEFAULT_CONFIG).held(c.segments))
 
 
 def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object) -> list[str]:
@@ -244,7 +252,8 @@ def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object
         if cid not in got.records:
             diffs.append(f"{where(cid)}: erased by the oracle, but no tombstone on the scores topic")
     for name, exp, obs in (("tier changes", want.tier_changes, got.tier_changes),
-                           ("alerts", want.alerts, {c: [without_id(a) for a in v] for c, v in got.alerts.items()})):
+                           ("alerts", want.alerts, {c: [without_id(a) for a in v] for c, v in got.alerts.items()}),
+                           ("segment changes", want.segment_changes, got.segment_changes)):
         for cid in sorted(set(exp) | set(obs)):
             # at-least-once: a re-publication and a second identical record (an event id applied
             # again after it was forgotten, SPEC §2) look alike, so repeats are dropped on both sides

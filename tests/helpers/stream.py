@@ -24,7 +24,7 @@ def isolated_settings(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> Se
     tag = uuid.uuid4().hex[:8]
     names = {f"topic_{t}": f"t{tag}.{t}" for t in
              ("orders", "clicks", "social", "privacy", "events", "scores", "tier_changes", "alerts", "kpis",
-              "dead_letter")}
+              "segment_changes", "dead_letter")}
     base: dict[str, Any] = dict(broker=broker.url, app_id=f"scorer-{tag}", partitions=4, data_dir=str(tmp / "data"),
                                 kpi_interval_s=2.0, log_level="info", **EMBEDDED_PROFILE, **names)
     base.update(overrides)

@@ -139,3 +139,46 @@ def test_batch_histogram_exposes_what_prometheus_histogram_would() -> None:
 
     assert samples(ours) == samples(theirs)
     assert any('le="+Inf"} 12.0' in line for line in samples(ours))
+
+
+def test_segment_members_follow_the_kpi_document_and_only_the_leader_exports_them() -> None:
+    m = Metrics()
+    m.set_kpis({**_kpi_document(), "segments": {"loyal": 4, "lapsed": 0, "promoters": 2}})
+    members = {k: v for k, v in _samples(m).items() if k.startswith("engagement_segment_members")}
+    assert members == {"engagement_segment_members[('segment', 'loyal')]": 4,
+                       "engagement_segment_members[('segment', 'lapsed')]": 0,  # zeros included (SPEC §10)
+                       "engagement_segment_members[('segment', 'promoters')]": 2}
+    # a leader restarted with other definitions: a segment no longer defined loses its sample
+    m.set_kpis({**_kpi_document(), "segments": {"loyal": 5}})
+    members = {k: v for k, v in _samples(m).items() if k.startswith("engagement_segment_members")}
+    assert members == {"engagement_segment_members[('segment', 'loyal')]": 5}
+    m.set_kpis({**_kpi_document(), "segments": {}})  # segments off
+    assert not any(k.startswith("engagement_segment_members") for k in _samples(m))
+    m.set_kpis({**_kpi_document(), "segments": {"loyal": 5}})
+    m.set_kpis(None)  # no longer the KPI leader
+    assert not any(k.startswith("engagement_segment_members") for k in _samples(m))
+
+
+def test_segment_changes_counted_per_published_change() -> None:
+    from stream_app.engine import Unit
+    from stream_app.engine.records import SegmentChange
+    from stream_app.stream.processor import PartitionBatch, PartitionProcessor
+
+    def change(segment: str, kind: str, reason: str) -> SegmentChange:
+        return {"customer_id": "c1", "segment": segment, "change": kind, "at": "2024-01-01T00:00:00Z",
+                "reason": reason}
+
+    m = Metrics()
+    proc = PartitionProcessor(0, Unit())
+    m.record_partition_batch(0, proc, PartitionBatch(segment_changes=[
+        change("loyal", "entered", "event"), change("promoters", "entered", "event"),
+        change("loyal", "left", "sweep")]))
+    m.record_partition_batch(0, proc, PartitionBatch(segment_changes=[
+        change("loyal", "entered", "event"), change("loyal", "left", "erasure")]))
+    counted = {k: v for k, v in _samples(m).items() if k.startswith("engagement_segment_changes_total")}
+    assert counted == {
+        "engagement_segment_changes_total[('change', 'entered'), ('reason', 'event'), ('segment', 'loyal')]": 2,
+        "engagement_segment_changes_total[('change', 'entered'), ('reason', 'event'), ('segment', 'promoters')]": 1,
+        "engagement_segment_changes_total[('change', 'left'), ('reason', 'sweep'), ('segment', 'loyal')]": 1,
+        "engagement_segment_changes_total[('change', 'left'), ('reason', 'erasure'), ('segment', 'loyal')]": 1,
+    }

@@ -50,6 +50,9 @@ class StandIn:
     def kpi_document(self) -> dict[str, Any]:
         return {"orders_365d": 3}
 
+    def segment_document(self) -> dict[str, Any]:
+        return {"segments": [{"name": "loyal", "when": [["orders_365d", ">=", 3]], "members": 1}]}
+
     def owner_url(self, partition: int) -> str | None:
         return self.owner
 
@@ -121,7 +124,7 @@ async def open_api() -> AsyncIterator[Served]:
 
 async def test_every_route_but_the_probes_and_scrape_needs_the_token(protected: Served) -> None:
     paths = routes(protected.app)
-    assert {"/customers/c1", "/kpis", "/healthz", "/readyz", "/metrics"} <= paths
+    assert {"/customers/c1", "/kpis", "/segments", "/healthz", "/readyz", "/metrics"} <= paths
     assert any(p.startswith("/router") for p in paths), "Faust's own blueprints are served too"
     for path in sorted(paths):
         status, body, headers = await get(protected.url + path)
@@ -139,18 +142,20 @@ async def test_every_route_but_the_probes_and_scrape_needs_the_token(protected: 
 @pytest.mark.parametrize("header", [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", "Bearer",
                                     f"Basic {TOKEN}", TOKEN, f"Token {TOKEN}"])
 async def test_a_wrong_credential_is_refused(protected: Served, header: str) -> None:
-    for path in ("/customers/c1", "/kpis"):
+    for path in ("/customers/c1", "/kpis", "/segments"):
         status, body, headers = await get(protected.url + path, {"Authorization": header})
         assert status == 401 and "error" in body
         assert headers["WWW-Authenticate"] == 'Bearer realm="engagement-scorer", error="invalid_token"'
     assert protected.standin.records_read == [], "no record was read for a refused request"
 
 
-async def test_the_right_token_reads_customers_and_kpis(protected: Served) -> None:
+async def test_the_right_token_reads_customers_kpis_and_segments(protected: Served) -> None:
     status, body, _ = await get(protected.url + "/customers/c2?as_of=2024-01-01T00:00:00Z", BEARER)
     assert (status, body) == (200, {"customer_id": "c2", "as_of": "2024-01-01T00:00:00Z"})
     status, body, _ = await get(protected.url + "/kpis", {"Authorization": f"bearer {TOKEN}"})  # scheme: any case
     assert (status, body) == (200, {"orders_365d": 3})
+    status, body, _ = await get(protected.url + "/segments", BEARER)
+    assert (status, body) == (200, protected.standin.segment_document())
 
 
 async def test_without_a_token_every_route_is_open(open_api: Served) -> None:

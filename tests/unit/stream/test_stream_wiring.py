@@ -68,7 +68,7 @@ def test_worker_env_carries_the_settings_then_the_extras() -> None:
 def test_the_scorer_app_is_what_the_web_views_read() -> None:
     members = [n for n in vars(web.WorkerView) if not n.startswith("_")]
     assert set(members) == {"ready", "owned_partitions", "customer_partition", "customer_record",
-                            "kpi_document", "owner_url", "metrics_registry"}
+                            "kpi_document", "segment_document", "owner_url", "metrics_registry"}
     for name in members:
         assert hasattr(ScorerApp, name), name
         proto = getattr(web.WorkerView, name)
@@ -142,3 +142,36 @@ def test_partition_for_is_kafkas_default_partitioner_with_or_without_its_cache()
         assert [partition_for(k, n) for k in keys] == want  # misses, then a clear past the bound
         assert [partition_for(k, n) for k in keys] == want  # hits
         assert len(kafka_io._PARTITION_CACHE[n]) <= kafka_io._PARTITION_CACHE_MAX
+
+
+def test_get_segments_lists_each_definition_with_the_merged_member_count(tmp_path: Path) -> None:
+    from stream_app.engine import Unit
+    from stream_app.engine.clock import parse_rfc3339
+    from stream_app.engine.events import Event
+    from tests.helpers.schemas import validator
+
+    defs = {"segments": [{"name": "big_spenders", "when": [["revenue_total", ">=", 100]]},
+                         {"name": "web_or_app", "when": [["channels_30d", "contains", "web"], ["score", ">", 0]]},
+                         {"name": "nobody", "when": [["orders_total", ">", 1000000]]}]}
+    path = tmp_path / "segments.json"
+    path.write_bytes(orjson.dumps(defs))
+    app = ScorerApp(Settings(broker="kafka://h:1", segments_file=str(path), data_dir=str(tmp_path)))
+    t0 = parse_rfc3339("2024-03-01T00:00:00Z")
+    assert t0 is not None
+    # two partitions' KPI partials, as the KPI reader holds them: a, b (big spenders) and c
+    for p, orders in ((0, [("a", 150.0), ("b", 120.0)]), (1, [("c", 20.0)])):
+        unit = Unit(app.engine_config)
+        for i, (cid, amount) in enumerate(orders):
+            unit.offer(Event(f"e{p}{i}", "order_placed", "orders", cid, t0 + i, channel="web", order_id=f"o{p}{i}",
+                             amount=amount))
+        unit.drain()
+        app.kpis.partials[p] = (unit.watermark, unit.kpis)
+    doc = app.segment_document()
+    assert doc == {"segments": [{**d, "members": n} for d, n in zip(defs["segments"], (2, 3, 0), strict=True)]}
+    assert {s["name"]: s["members"] for s in doc["segments"]} == app.kpi_document()["segments"]
+    validator("http_segments").validate(orjson.loads(orjson.dumps(doc)))
+    # segments off: an empty list, and the KPI document's map is empty too
+    off = tmp_path / "off.json"
+    off.write_bytes(b'{"segments": []}')
+    app = ScorerApp(Settings(broker="kafka://h:1", segments_file=str(off), data_dir=str(tmp_path)))
+    assert app.segment_document() == {"segments": []}

@@ -33,7 +33,8 @@ async def protected() -> AsyncIterator[Served]:
         yield s
 
 
-@pytest.mark.parametrize("path", ["/nope", "/customers/", "/kpis/", "/customers/c1/extra", "/router"])
+@pytest.mark.parametrize("path", ["/nope", "/customers/", "/kpis/", "/segments/loyal", "/customers/c1/extra",
+                                  "/router"])
 async def test_an_unknown_route_is_a_json_404(api: Served, path: str) -> None:
     status, body, headers = await call("GET", api.url + path)
     assert (status, body) == (404, {"error": f"not found: {path}"})
@@ -41,7 +42,7 @@ async def test_an_unknown_route_is_a_json_404(api: Served, path: str) -> None:
 
 
 @pytest.mark.parametrize("method, path", [("POST", "/kpis"), ("DELETE", "/customers/c1"), ("PUT", "/metrics"),
-                                          ("PATCH", "/healthz"), ("POST", "/readyz")])
+                                          ("PATCH", "/healthz"), ("POST", "/readyz"), ("POST", "/segments")])
 async def test_a_method_a_route_does_not_serve_is_a_json_405(api: Served, method: str, path: str) -> None:
     status, body, headers = await call(method, api.url + path)
     assert (status, body) == (405, {"error": f"method not allowed: {method}"})
@@ -79,3 +80,16 @@ async def test_an_exception_in_a_view_is_a_json_500_logged_without_the_path(
     (record,) = [r for r in caplog.records if r.name == "stream_app.stream.web"]
     assert record.getMessage() == "error answering GET /customers/{customer_id}" and record.exc_info
     assert "cust-private" not in record.getMessage()
+
+
+async def test_kpis_and_segments_answer_503_until_the_worker_is_ready() -> None:
+    class Recovering(StandIn):
+        @property
+        def ready(self) -> bool:
+            return False
+
+    async for s in serve(Recovering({0, 1, 2, 3}), None, "recovering"):
+        for path in ("/kpis", "/segments"):
+            status, body, headers = await call("GET", s.url + path)
+            assert (status, body) == (503, {"error": "not ready"}), path
+            assert headers["Content-Type"].startswith("application/json")
