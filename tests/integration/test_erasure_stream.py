@@ -79,6 +79,17 @@ def test_erasure_on_the_real_broker(broker: EmbeddedBroker, tmp_path: Path) -> N
         diffs = wait_for_audit(settings)
         assert diffs == [], "\n".join(diffs[:20]) + "\n" + worker.tail()
 
+        # SPEC §10: the erased customer leaves every segment it held, at the watermark once the
+        # erasure is applied, in definition order (here: promoters for its NPS 10, omnichannel for
+        # web + app); the audit above compared every customer's changes with the replay of the
+        # re-keyed topic (ingest does not keep the order across input topics, so not the file's)
+        changes = asyncio.run(read_topic(settings, settings.topic_segment_changes, idle_ms=800))
+        ann_changes = [orjson.loads(r.value) for rs in changes.values() for r in rs if r.key == ann.encode()]
+        assert [c for c in ann_changes if c["reason"] == "erasure"] == [
+            {"customer_id": ann, "segment": s, "change": "left", "at": "2024-05-01T09:40:00Z", "reason": "erasure"}
+            for s in ("promoters", "omnichannel")]
+        assert ann_changes[-2:] == [c for c in ann_changes if c["reason"] == "erasure"]
+
         # no abandoned cart for the erased customer, although its deadline has passed
         alerts = asyncio.run(read_topic(settings, settings.topic_alerts, idle_ms=800))
         assert not [r for rs in alerts.values() for r in rs if r.key == ann.encode()]

@@ -74,6 +74,7 @@ def test_stream_matches_replay_and_dead_letters(broker: EmbeddedBroker, tmp_path
         cid = "uci-17850"
         status, record = worker.get(f"/customers/{cid}")
         assert status == 200 and record["customer_id"] == cid
+        assert record["segments"] == replay_lines(lines, as_of=None)["customers"][cid]["segments"]
         _validator("customer_record").validate(record)
         _validator("kpis").validate(kpis)
         for path in ("/customers/nobody", f"/customers/{cid}?as_of=2000-01-01T00:00:00Z",
@@ -98,6 +99,16 @@ def test_stream_matches_replay_and_dead_letters(broker: EmbeddedBroker, tmp_path
         per_partition = expected_outputs(settings, asyncio.run(read_topic(settings, settings.topic_events)))
         assert scraped.total("engagement_tier_changes_total") == sum(map(len, per_partition["tier_changes"].values()))
         assert scraped.total("engagement_alerts_total") == sum(map(len, per_partition["alerts"].values()))
+        # segments (SPEC §10): the audit above compared the segment-changes topic per customer
+        published_changes = sum(map(len, per_partition["segment_changes"].values()))
+        assert scraped.total("engagement_segment_changes_total") == published_changes > 0
+        assert kpis["segments"] == expected["kpis"]["segments"] and sum(kpis["segments"].values()) > 0
+        for name, n in kpis["segments"].items():
+            assert scraped.total("engagement_segment_members", segment=name) == n, name
+        status, segments = worker.get("/segments")
+        assert status == 200
+        _validator("http_segments").validate(segments)
+        assert [(s["name"], s["members"]) for s in segments["segments"]] == list(kpis["segments"].items())
         assert scraped.total("engagement_customers") == len(per_partition["records"])
         assert scraped.total("engagement_store_kpi", kpi="orders") == expected["kpis"]["orders"]
         assert scraped.total("engagement_ready") == 1
