@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from stream_app.engine import COMPILED, Unit
+from stream_app.engine import COMPILED, DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import DAY
 from stream_app.engine.events import Event
 from stream_app.replay import Replay, replay_file
@@ -22,10 +22,14 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def bench_replay(n: int) -> dict[str, Any]:
+#: SPEC §10 `{"segments": []}`: segments off (the bench's default config has the built-in ones)
+SEGMENTS_OFF = EngineConfig(segments='{"segments": []}')
+
+
+def bench_replay(n: int, config: EngineConfig = DEFAULT_CONFIG) -> dict[str, Any]:
     lines = list(Simulator(customers=max(1000, n // 20), seed=1).lines(n))
     numbered = list(enumerate(lines, start=1))
-    r = Replay()
+    r = Replay(config)
     gc.collect()
     t0 = time.perf_counter()
     r.feed(numbered)
@@ -33,7 +37,7 @@ def bench_replay(n: int) -> dict[str, Any]:
     dt = time.perf_counter() - t0
     events = [validate_bytes(line) for line in lines]
     del lines, numbered
-    u = Unit()
+    u = Unit(config)
     gc.collect()
     t0 = time.perf_counter()
     offer = u.offer

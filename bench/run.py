@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
-from bench.engine_bench import bench_memory, bench_online_retail, bench_replay
+from bench.engine_bench import SEGMENTS_OFF, bench_memory, bench_online_retail, bench_replay
 
 
 def main() -> int:
@@ -25,6 +25,10 @@ def main() -> int:
     results: dict[str, object] = {}
     if args.only in (None, "engine"):
         results.update(bench_replay(args.events))
+        # SPEC §10 segments off, same workload: the cost of the built-in segments per event
+        off = bench_replay(args.events, SEGMENTS_OFF)
+        results.update({"segments_off_replay_events_per_s": off["replay_events_per_s"],
+                        "segments_off_engine_events_per_s": off["engine_events_per_s"]})
         print(orjson.dumps(results).decode(), file=sys.stderr)
         results.update(bench_online_retail())
         # in a fresh process: RSS growth here would reuse what the benches above freed

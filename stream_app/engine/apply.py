@@ -221,6 +221,7 @@ class Scoring:
             return  # an anonymous guest order: store KPIs only
         c = self.customers.get(cid)
         first = c is None
+        previous_day = -1 if c is None else c.t_ref // DAY  # the day of the customer's clock before
         if c is None:
             c = self.customers[cid] = Customer(cid, t)
             c.s_ref = w
@@ -258,13 +259,19 @@ class Scoring:
             self.set_tier(c, None, self.tiers.first(s), s, when, "event")
         else:
             self.evaluate_tier(c, when, s, "event")
+        change = -1
+        partial = False
         if self.has_segments:
-            self.segment_set.evaluate(c, when, "event", self.kpis.segments, self.segment_changes)
+            ss = self.segment_set
+            # on the day of its previous clock, only the segments this type can change (`touched`)
+            partial = when // DAY == previous_day
+            change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes,
+                                 ss.by_type[ev.type] if partial else ss.all)
         a = rule.alert(c, ev, self.config)
         if a is not None:
             self.alerts.append(a)
         if c.tier >= SILVER or c.due_day >= 0 or self.segments_timed:
-            self.reschedule(c, watermark, when)
+            self.reschedule(c, watermark, change, partial)
         self.changed.add(cid)
 
     def erase(self, cid: str, watermark: int) -> None:
@@ -299,18 +306,19 @@ class Scoring:
         c.tier = new
         c.tier_since = at
 
-    def reschedule(self, c: Customer, after: int, evaluated: int) -> None:
+    def reschedule(self, c: Customer, after: int, change: int, partial: bool = False) -> None:
         """Index the customer under the first midnight > `after` when a sweep may act on it;
-        `evaluated`: the instant its segments were last evaluated at (≤ after)."""
+        `change`: the day its segments may next change (`SegmentSet.evaluate`, -1: none);
+        `partial`: only some segments were evaluated, so the day indexed for the others stays."""
         due = next_due_day(c, after, self.tiers.demote_at, self.config)
-        if self.segments_timed:
+        if partial and c.due_day > after // DAY and (due < 0 or c.due_day < due):
+            due = c.due_day
+        if change >= 0:
             # a change after the evaluation but not after `after` (a late event evaluated before
-            # the watermark's day, which no sweep will visit again) is due at the next sweep
-            change = self.segment_set.next_change_day(c, evaluated // DAY)
-            if change >= 0:
-                change = max(change, after // DAY + 1)
-                if due < 0 or change < due:
-                    due = change
+            # the watermark's day, which no sweep visits again) is due at the next sweep
+            change = max(change, after // DAY + 1)
+            if due < 0 or change < due:
+                due = change
         if due != c.due_day:
             c.due_day = due
             if due >= 0:

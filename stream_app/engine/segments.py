@@ -22,6 +22,7 @@ from typing import Any
 from stream_app.engine.clock import DAY, format_instant
 from stream_app.engine.config import EngineConfig
 from stream_app.engine.customer import Customer
+from stream_app.engine.events import CLICKS, NOT_ACTIVITY, ORDER_PLACED, ORDER_REFUNDED, SOCIAL, TOPIC_OF_TYPE
 from stream_app.engine.records import SegmentChange
 from stream_app.engine.segment_defs import (
     ACTIVITY_WINDOW_FIELDS,
@@ -31,13 +32,19 @@ from stream_app.engine.segment_defs import (
     CHANNEL_FIELDS,
     CHANNELS_30D,
     CLICKS_30D,
-    COMPARISONS,
+    CONTAINS,
     DAYS_SINCE_LAST_ACTIVITY,
     DAYS_SINCE_LAST_ORDER,
     EVENTS_TOTAL,
     FIELD_NAMES,
+    GE,
+    GT,
     GUEST_ORDERS_365D,
+    IS_NULL,
     LAST_NPS,
+    LE,
+    LT,
+    NOT_NULL,
     ORDER_WINDOW_FIELDS,
     ORDERS_365D,
     ORDERS_TOTAL,
@@ -46,6 +53,8 @@ from stream_app.engine.segment_defs import (
     REVENUE_TOTAL,
     SCORE,
     SOCIAL_30D,
+    TIER,
+    Predicate,
     Segment,
     holds,
     parse_segments,
@@ -85,19 +94,25 @@ class SegmentSet:
         self.order_window_days = order_window_days
         self.activity_window_days = activity_window_days
         self.half_life = half_life
-        #: thresholds per time-dependent field: where a sweep may have to look again
-        self.score_thresholds = tuple(sorted({p.number for s in segments for p in s.when
-                                              if p.field == SCORE and p.op in COMPARISONS}))
-        self.order_days = tuple(sorted({p.number for s in segments for p in s.when
-                                        if p.field == DAYS_SINCE_LAST_ORDER and p.op in COMPARISONS}))
-        self.activity_days = tuple(sorted({p.number for s in segments for p in s.when
-                                           if p.field == DAYS_SINCE_LAST_ACTIVITY and p.op in COMPARISONS}))
-        self.uses_order_window = bool(self.fields & ORDER_WINDOW_FIELDS)
-        self.uses_activity_window = bool(self.fields & ACTIVITY_WINDOW_FIELDS)
-        self.uses_channels = bool(self.fields & CHANNEL_FIELDS)
+        #: predicates in order of cost (a segment is an AND: stop at the first false, cheapest first)
+        self.ordered: list[list[Predicate]] = [sorted(s.when, key=lambda p: _COST[p.field]) for s in segments]
+        #: per segment, in `ordered` order: once false, the predicate stays false until an event
+        self.dead_if_false: list[list[bool]] = [[static_false(p) for p in preds] for preds in self.ordered]
+        #: event type -> mask of the segments that read a field the type can change (`touched`)
+        self.by_type: dict[str, int] = {}
+        for etype, topic in TOPIC_OF_TYPE.items():
+            fields_touched = touched(etype, topic)
+            mask = 0
+            for k, s in enumerate(segments):
+                if s.fields & fields_touched:
+                    mask |= 1 << k
+            self.by_type[etype] = mask
+        self.all = (1 << len(segments)) - 1
+        #: per segment, its predicates that time alone can change (a midnight, or the score's decay)
+        self.timed_preds: list[list[Predicate]] = [[p for p in s.when if time_class(p) != STATIC]
+                                                  for s in segments]
         #: some predicate may change without an event (else no customer needs the sweep index)
-        self.timed = bool(self.score_thresholds or self.order_days or self.activity_days
-                          or self.uses_order_window or self.uses_activity_window or self.uses_channels)
+        self.timed = any(self.timed_preds)
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -113,10 +128,16 @@ class SegmentSet:
             v[AOV_365D] = revenue / orders if orders else None
         elif field in ACTIVITY_WINDOW_FIELDS:
             v[CLICKS_30D], v[SOCIAL_30D] = c.window_activity(t, self.activity_window_days)
-        elif field in CHANNEL_FIELDS:
-            chans = c.window_channels(t, self.activity_window_days)
-            v[CHANNELS_30D] = chans
-            v[CHANNEL_COUNT_30D] = len(chans)
+        elif field == CHANNEL_COUNT_30D:  # the count needs no sorted list
+            first = t // DAY - (self.activity_window_days - 1)
+            cd = c.channel_days
+            n = 0
+            for k in range(1, len(cd), 2):
+                if cd[k] >= first:
+                    n += 1
+            v[field] = n
+        elif field == CHANNELS_30D:
+            v[field] = c.window_channels(t, self.activity_window_days)
         elif field == DAYS_SINCE_LAST_ORDER:
             lo = c.last_order_at
             v[field] = None if lo is None else t // DAY - lo // DAY
@@ -166,19 +187,102 @@ class SegmentSet:
         return bits
 
     def evaluate(self, c: Customer, at: int, reason: str, counts: dict[str, int],
-                 out: list[SegmentChange]) -> None:
+                 out: list[SegmentChange], mask: int) -> int:
         """SPEC §10: re-evaluate the customer at `at`; enter and leave, in definition order, each
-        change counted in `counts` (the KPI partial's) and appended to `out`."""
-        bits = self.membership(c, at)
+        change counted in `counts` (the KPI partial's) and appended to `out`.
+
+        Returns the day index of the first midnight after day(at) at which time alone may change
+        a membership (-1: none before the next event), never later than the real change. Only
+        segments time can change count: one with a false predicate that time cannot make true
+        (`static_false`) waits for an event. `mask`: the segments to evaluate; the others keep
+        their membership (an event on the day of the customer's previous one: see `touched`)."""
+        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
+        bits = 0
+        bit = 1
+        day = at // DAY
+        best = -1
+        i = 0
+        held = c.segments
+        for preds in self.ordered:
+            if not mask & bit:
+                bits |= held & bit
+                bit <<= 1
+                i += 1
+                continue
+            inside = True
+            timed = self.timed_preds[i]
+            live = len(timed) > 0
+            dead = self.dead_if_false[i]
+            for j, p in enumerate(preds):
+                x = v[p.field]
+                if x is _UNSET:
+                    x = self._fill(c, at, p.field, v)
+                if not holds(p, x):
+                    inside = False
+                    if not live or dead[j]:
+                        live = False
+                        break
+            if inside:
+                bits |= bit
+            if live:
+                for p in timed:
+                    d = self._flip_day(c, p, at, day, v)
+                    if d >= 0 and (best < 0 or d < best):
+                        best = d
+            bit <<= 1
+            i += 1
         diff = bits ^ c.segments
         if diff:
             cid = c.customer_id
-            for i, name in enumerate(self.names):
-                if diff >> i & 1:
-                    entered = bits >> i & 1 == 1
+            for k, name in enumerate(self.names):
+                if diff >> k & 1:
+                    entered = bits >> k & 1 == 1
                     counts[name] += 1 if entered else -1
                     out.append(segment_change(cid, name, entered, at, reason))
             c.segments = bits
+        return best
+
+    def _flip_day(self, c: Customer, p: Predicate, at: int, day: int, v: list[Any]) -> int:
+        """The first midnight after day `day` at which p's field may change without an event."""
+        f = p.field
+        if f == DAYS_SINCE_LAST_ORDER or f == DAYS_SINCE_LAST_ACTIVITY:
+            last = c.last_order_at if f == DAYS_SINCE_LAST_ORDER else c.last_activity
+            if last is None:
+                return -1
+            base = last // DAY
+            x0 = day - base
+            now = holds(p, x0)
+            # a whole-day count against a number changes its truth at floor(n) or floor(n) + 1
+            k = math.floor(p.number) if math.isfinite(p.number) else x0
+            for x in (k, k + 1):
+                if x > x0 and holds(p, x) != now:
+                    return base + x
+            return -1
+        if f in ORDER_WINDOW_FIELDS:
+            return _leaves_window(c.order_buckets, 4, self.order_window_days, day)
+        if f in ACTIVITY_WINDOW_FIELDS:
+            return _leaves_window(c.activity_buckets, 3, self.activity_window_days, day)
+        if f in CHANNEL_FIELDS:
+            cd = c.channel_days
+            w = self.activity_window_days
+            best = -1
+            for i in range(1, len(cd), 2):
+                leave = cd[i] + w
+                if leave > day and (best < 0 or leave < best):
+                    best = leave
+            return best
+        # SCORE: max(0, S) only decays; it crosses n where S(t) = n (round(S, 9) reaches 0 once S < 5e-10)
+        if c.s_ref <= 0:
+            return -1
+        level = p.number if p.number > 0 else 5e-10
+        s = v[SCORE]
+        if s is _UNSET:
+            s = self._fill(c, at, SCORE, v)
+        if s <= level:
+            return -1
+        cross = c.t_ref + self.half_life * math.log2(c.s_ref / level)
+        d = int(cross) // DAY  # the midnight at or before the crossing: the float may err either way
+        return d if d > day else day + 1
 
     def leave_all(self, c: Customer, at: int, counts: dict[str, int], out: list[SegmentChange]) -> None:
         """SPEC §10 erasure: the customer leaves every segment it holds, at `at` (the watermark)."""
@@ -196,63 +300,76 @@ class SegmentSet:
             return []
         return sorted(name for i, name in enumerate(self.names) if bits >> i & 1)
 
-    def next_change_day(self, c: Customer, after_day: int) -> int:
-        """Day index of the first midnight after day `after_day` at which a predicate may change
-        without a new event (-1: none); never later than the real change."""
-        best = -1
-        lo = c.last_order_at
-        if lo is not None:
-            best = _first_crossing(lo // DAY, self.order_days, after_day, best)
-        la = c.last_activity
-        if la is not None:
-            best = _first_crossing(la // DAY, self.activity_days, after_day, best)
-        if self.uses_order_window:
-            best = _leaves_window(c.order_buckets, 4, self.order_window_days, after_day, best)
-        if self.uses_activity_window:
-            best = _leaves_window(c.activity_buckets, 3, self.activity_window_days, after_day, best)
-        if self.uses_channels:
-            cd = c.channel_days
-            w = self.activity_window_days
-            for i in range(1, len(cd), 2):
-                leave = cd[i] + w
-                if leave > after_day and (best < 0 or leave < best):
-                    best = leave
-        if self.score_thresholds and c.s_ref > 0:
-            best = self._score_crossing(c, after_day, best)
-        return best
 
-    def _score_crossing(self, c: Customer, after_day: int, best: int) -> int:
-        s_now = c.s_ref * math.exp(-(max(after_day * DAY, c.t_ref) - c.t_ref) / self.half_life * math.log(2.0))
-        for theta in reversed(self.score_thresholds):
-            # round(S, 9) reaches 0 once S < 5e-10: a threshold of 0 is crossed there
-            level = theta if theta > 0 else 5e-10
-            if level >= s_now:
-                continue  # below it already: decay only lowers the score
-            cross = c.t_ref + self.half_life * math.log2(c.s_ref / level)
-            day = int(cross) // DAY  # the midnight at or before the crossing: the float may err
-            if day <= after_day:
-                day = after_day + 1
-            if best < 0 or day < best:
-                best = day
-            break  # the highest threshold below the score is the first one crossed
-        return best
+#: relative cost of computing a field (`SegmentSet.ordered`): counters, day counts, the score, windows
+_COST: dict[int, int] = {f: 0 for f in range(len(FIELD_NAMES))}
+_COST.update({DAYS_SINCE_LAST_ORDER: 1, DAYS_SINCE_LAST_ACTIVITY: 1, SCORE: 2, CHANNEL_COUNT_30D: 3,
+              ORDERS_365D: 4, GUEST_ORDERS_365D: 4, REVENUE_365D: 4, AOV_365D: 4, CLICKS_30D: 4,
+              SOCIAL_30D: 4, CHANNELS_30D: 5})
+_ORDER_FIELDS = frozenset((POINTS, ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, AOV_365D, ORDERS_TOTAL,
+                           REVENUE_TOTAL, DAYS_SINCE_LAST_ORDER))
+_REFUND_FIELDS = frozenset((POINTS, REVENUE_365D, AOV_365D, REVENUE_TOTAL))
+_ACTIVITY_FIELDS = frozenset((DAYS_SINCE_LAST_ACTIVITY, CHANNELS_30D, CHANNEL_COUNT_30D))
 
 
-def _first_crossing(base: int, thresholds: tuple[float, ...], after_day: int, best: int) -> int:
-    """A `days_since` count is day − base: a comparison with threshold v can change its truth
-    only between floor(v) and floor(v) + 1 days."""
-    for v in thresholds:
-        k = math.floor(v)
-        for day in (base + k, base + k + 1):
-            if day > after_day and (best < 0 or day < best):
-                best = day
-    return best
+def touched(etype: str, topic: str) -> frozenset[int]:
+    """The §10 fields an applied event of this type can change at its customer, besides time.
+
+    Every event moves the score (a weight, or the decay to a later instant) and events_total, and
+    may change the tier. Within one UTC day nothing else changes with time (windows and day
+    counts move at midnights), so an event on the day of the customer's previous event need only
+    re-evaluate the segments that read these fields (`SegmentSet.by_type`)."""
+    out = {SCORE, EVENTS_TOTAL, TIER}
+    if etype not in NOT_ACTIVITY:
+        out |= _ACTIVITY_FIELDS
+    if etype == ORDER_PLACED:
+        out |= _ORDER_FIELDS
+    elif etype == ORDER_REFUNDED:
+        out |= _REFUND_FIELDS
+    elif topic == CLICKS and etype not in NOT_ACTIVITY:
+        out.add(CLICKS_30D)
+    elif topic == SOCIAL:
+        out |= {SOCIAL_30D, POINTS, LAST_NPS}
+    return frozenset(out)
 
 
-def _leaves_window(b: list[Any], stride: int, window: int, after_day: int, best: int) -> int:
-    """The first day after `after_day` on which a bucket of the flat list leaves the window."""
+STATIC = -1  # a predicate only an event can change (time_class; field ids start at 0)
+#: fields whose value time alone only lowers (window counts, the decaying score)
+_DECREASING = frozenset((ORDERS_365D, GUEST_ORDERS_365D, CLICKS_30D, SOCIAL_30D, CHANNEL_COUNT_30D, SCORE))
+
+
+def time_class(p: Predicate) -> int:
+    """STATIC, or the field: what makes a predicate change between events (a day count, a window
+    bucket leaving, the score decaying). The tier changes only at an evaluation (event or sweep),
+    null-ness of a day count only with an event."""
+    f = p.field
+    if f in (DAYS_SINCE_LAST_ORDER, DAYS_SINCE_LAST_ACTIVITY):
+        return STATIC if p.op in (IS_NULL, NOT_NULL) else f
+    if f in ORDER_WINDOW_FIELDS or f in ACTIVITY_WINDOW_FIELDS or f in CHANNEL_FIELDS or f == SCORE:
+        return f
+    return STATIC
+
+
+def static_false(p: Predicate) -> bool:
+    """A false predicate that time alone cannot make true: an event must come first. Window
+    counts and the score only fall with time, day counts only rise."""
+    f = p.field
+    if time_class(p) == STATIC:
+        return True
+    op = p.op
+    if f in _DECREASING:
+        return op == GE or op == GT
+    if f == CHANNELS_30D:
+        return op == CONTAINS
+    if f == DAYS_SINCE_LAST_ORDER or f == DAYS_SINCE_LAST_ACTIVITY:
+        return op == LE or op == LT
+    return False
+
+
+def _leaves_window(b: list[Any], stride: int, window: int, day: int) -> int:
+    """The first day after `day` on which a bucket of the flat, day-ordered list leaves the window."""
     for i in range(0, len(b), stride):
         leave = b[i] + window
-        if leave > after_day:
-            return leave if best < 0 or leave < best else best
-    return best
+        if leave > day:
+            return leave
+    return -1

@@ -146,9 +146,11 @@ class Unit(Scoring):
             if a is not None:
                 self.alerts.append(a)
             self.evaluate_tier(c, midnight, c.score_at(midnight, cfg.half_life), "sweep")
+            change = -1
             if self.has_segments:
-                self.segment_set.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes)
-            self.reschedule(c, midnight, midnight)
+                change = self.segment_set.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes,
+                                                    self.segment_set.all)
+            self.reschedule(c, midnight, change)
             self.changed.add(cid)
 
     # -- reading ---------------------------------------------------------------------------------
