@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from typing import Any
 
 import orjson
@@ -106,6 +107,13 @@ def compare(want: dict[str, Any], scores: dict[str, dict[str, Any] | None],
             got_sc: dict[str, list[dict[str, Any]]], kpi_docs: list[dict[str, Any]]) -> list[str]:
     """Differences between `expected_outputs` and what was read from the output topics."""
     diffs: list[str] = []
+    redefined = sum(1 for changes in got_sc.values() for sc in changes if sc.get("reason") == "definitions")
+    if redefined:
+        # a worker restarted under other segment definitions re-evaluated its customers (reason
+        # "definitions"): the replay knows only today's definitions, so the segment changes
+        # before that cannot match; held segments (the records) are still compared
+        print(f"audit: the segment definitions changed at a restart ({redefined} segment change(s) with "
+              f"reason 'definitions'); segment changes are not compared", file=sys.stderr)
     for cid in sorted(set(want["records"]) | set(scores)):
         w, g = want["records"].get(cid), scores.get(cid)
         if not _close(w, g):
@@ -115,7 +123,8 @@ def compare(want: dict[str, Any], scores: dict[str, dict[str, Any] | None],
             diffs.append(f"score record {cid!r}: erased in the replay, but no tombstone was published")
     for name, expected, got in (("tier changes", want["tier_changes"], got_tc),
                                 ("alerts", want["alerts"], got_alerts),
-                                ("segment changes", want["segment_changes"], got_sc)):
+                                ("segment changes", {} if redefined else want["segment_changes"],
+                                 {} if redefined else got_sc)):
         for cid in sorted(set(expected) | set(got)):
             # at-least-once: a re-publication and an identical record from an event id applied
             # again after it was forgotten (SPEC §2) look alike, so repeats go on both sides

@@ -16,6 +16,8 @@ harmless: the evaluation there changes nothing and schedules the next).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -108,6 +110,9 @@ class SegmentSet:
                     mask |= 1 << k
             self.by_type[etype] = mask
         self.all = (1 << len(segments)) - 1
+        #: identifies the definitions (names and predicates, in order): state built under others
+        #: is re-evaluated at restart (`Unit.from_parts`)
+        self.digest = hashlib.sha256(json.dumps([s.definition() for s in segments]).encode()).hexdigest()[:16]
         #: per segment, its predicates that time alone can change (a midnight, or the score's decay)
         self.timed_preds: list[list[Predicate]] = [[p for p in s.when if time_class(p) != STATIC]
                                                   for s in segments]

@@ -21,6 +21,7 @@ from stream_app.engine.dedupe import RecentIds
 from stream_app.engine.events import Event
 from stream_app.engine.kpis import KpiPartial
 from stream_app.engine.records import CustomerRecord, Outputs
+from stream_app.engine.segments import segment_change
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -38,6 +39,8 @@ class UnitCore(NamedTuple):
     last_sweep: int | None
     #: the segment names the customers' membership bits refer to (definition order)
     segment_names: tuple[str, ...]
+    #: `SegmentSet.digest` of the definitions the state was built with ("" before segments)
+    segment_digest: str
 
 
 class Unit(Scoring):
@@ -178,26 +181,36 @@ class Unit(Scoring):
         """Unit-level state other than customers and remembered ids (those have their own keys);
         `formats.encode_unit` writes it."""
         return UnitCore(self.watermark, self.kpis, self.applied, self.duplicates, self.erasures,
-                        self.last_sweep, self.segment_set.names)
+                        self.last_sweep, self.segment_set.names, self.segment_set.digest)
 
     @classmethod
     def from_parts(cls, core: UnitCore | None, customers: list[Customer],
                    seen: list[tuple[str, int]], config: EngineConfig = DEFAULT_CONFIG) -> Unit:
         """Rebuild a unit from persisted parts; timers, the sweep index and the segment counts
-        derive from customers. Membership bits written under other definitions are carried over
-        by name (a segment no longer defined is dropped without a change; docs/STREAM.md)."""
+        derive from customers. State built under other segment definitions is re-evaluated
+        (`_redefine`) before anything else is processed."""
         u = cls(config)
-        names = u.segment_set.names
+        ss = u.segment_set
+        names = ss.names
         remap: list[int] | None = None
+        removed: list[tuple[int, str]] = []
+        redefined = False
         if core is not None:
-            u.watermark, kpis, u.applied, u.duplicates, u.erasures, u.last_sweep, old_names = core
+            (u.watermark, kpis, u.applied, u.duplicates, u.erasures, u.last_sweep, old_names,
+             old_digest) = core
             kpis.segments = dict.fromkeys(names, 0)  # recounted below, from the customers
             u.kpis = kpis
+            redefined = old_digest != ss.digest and bool(customers)
             if old_names != names:
                 remap = [names.index(n) if n in names else -1 for n in old_names]
+                removed = [(i, n) for i, n in enumerate(old_names) if n not in names]
         counts = u.kpis.segments
         for c in customers:
             if c.segments:
+                for i, name in removed:  # a segment no longer defined: every member leaves it
+                    if c.segments >> i & 1:
+                        u.segment_changes.append(segment_change(c.customer_id, name, False,
+                                                                u.watermark or 0, "definitions"))
                 if remap is not None:
                     c.segments = sum(1 << j for i, j in enumerate(remap) if j >= 0 and c.segments >> i & 1)
                 for i, name in enumerate(names):
@@ -214,5 +227,18 @@ class Unit(Scoring):
         if wm is not None:
             u._due_before = next_midnight_after(wm)
             u._forget_at = u.dedupe.next_expiry(wm)
+            if redefined:
+                u._redefine(wm)
         return u
+
+    def _redefine(self, wm: int) -> None:
+        """Issue 19: state built under other definitions: every customer is re-evaluated at the
+        watermark, in customer_id order, before any input; the differences are published with
+        reason "definitions" (docs/STREAM.md)."""
+        ss = self.segment_set
+        for cid in sorted(self.customers):
+            c = self.customers[cid]
+            change = ss.evaluate(c, wm, "definitions", self.kpis.segments, self.segment_changes, ss.all)
+            self.reschedule(c, wm, change, True)
+            self.changed.add(cid)
 

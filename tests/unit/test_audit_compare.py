@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from stream_app.audit import compare, expected_outputs
 
 PROMOTE = {"customer_id": "c", "from_tier": "bronze", "to_tier": "silver", "score": 21.0,
@@ -74,3 +76,14 @@ def test_expected_outputs_hold_each_partitions_segment_changes_per_customer() ->
         by_customer.setdefault(sc["customer_id"], []).append(sc)
     assert want_outputs["segment_changes"] == by_customer
     assert want_outputs["kpis"]["segments"] and all(n >= 0 for n in want_outputs["kpis"]["segments"].values())
+
+
+def test_a_definitions_change_is_reported_as_such_not_as_a_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
+    expected = {**want([]), "segment_changes": {"c": [ENTER, LEAVE]}}
+    redefined = {**ENTER, "change": "left", "at": "2024-06-01T00:00:00Z", "reason": "definitions"}
+    kpis = [{"orders": 1}]
+    # the stream's changes were made under the old definitions, then re-evaluated at a restart
+    assert compare(expected, {"c": RECORD}, {}, {}, {"c": [ENTER, redefined]}, kpis) == []
+    assert "segment definitions changed at a restart (1 segment change(s)" in capsys.readouterr().err
+    # held segments are still compared
+    assert compare(expected, {"c": {**RECORD, "segments": ["other"]}}, {}, {}, {"c": [redefined]}, kpis)

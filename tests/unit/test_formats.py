@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from stream_app.engine import DEFAULT_CONFIG, Customer, KpiPartial, Unit
-from stream_app.engine.clock import DAY, HOUR
+from stream_app.engine.clock import DAY, HOUR, format_instant
 from stream_app.engine.customer import CartTimer
 from stream_app.engine.events import Event
 from stream_app.engine.formats import (
@@ -187,11 +187,15 @@ def test_format_1_records_decode_without_segments_or_a_last_sweep() -> None:
     v1_kpis[0] = 1
     v1_unit = [1, core.watermark, v1_kpis, core.applied, core.duplicates, core.erasures, 12, 3]
     b = decode_unit(orjson.dumps(v1_unit))
-    assert (b.offset, b.id_seq, b.core.last_sweep, b.core.segment_names) == (12, 3, None, ())
+    assert (b.offset, b.id_seq, b.core.last_sweep, b.core.segment_names, b.core.segment_digest) == (12, 3, None, (), "")
     assert kpi_state(b.core.kpis) == no_segment_counts(core.kpis)
-    # restored under the built-in definitions, a format-1 unit's customers hold nothing yet
+    # restored under the built-in definitions, a format-1 unit's customers are evaluated at its
+    # watermark before any input (reason "definitions"), as after any change of definitions
     restored = Unit.from_parts(b.core, [back], [], DEFAULT_CONFIG)
-    assert restored.kpis.segments == dict.fromkeys(u.segment_set.names, 0)
+    changes = restored.drain().segment_changes
+    assert changes and {(sc["reason"], sc["at"]) for sc in changes} == {("definitions", format_instant(core.watermark))}
+    assert restored.kpis.segments == {name: sum(1 for sc in changes if sc["segment"] == name)
+                                      for name in u.segment_set.names}
 
 
 def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_defaulted() -> None:
@@ -202,7 +206,7 @@ def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_d
     back = decode_unit(orjson.dumps(old))
     assert (back.core.last_sweep, back.core.segment_names) == (None, ())
     assert encode_unit(back.core, back.offset, back.id_seq) == encode_unit(
-        core._replace(kpis=kpi_from_state(no_segment_counts(core.kpis)), last_sweep=None, segment_names=()), 12, 3)
+        core._replace(kpis=kpi_from_state(no_segment_counts(core.kpis)), last_sweep=None, segment_names=(), segment_digest=""), 12, 3)
     # the oldest: no erasures, no id_seq, a KPI partial without the activity parts
     oldest_kpis = {k: v for k, v in v0_kpis(core.kpis).items()
                    if k in ("window_days", "floor_day", "buckets", "latest", "second")}

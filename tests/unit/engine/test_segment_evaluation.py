@@ -160,7 +160,7 @@ def test_segments_off() -> None:
     assert doc["customers"]["ann"]["segments"] == []
 
 
-def test_a_restart_under_new_definitions_keeps_membership_by_name() -> None:
+def test_a_restart_under_new_definitions_re_evaluates_every_customer_at_the_watermark() -> None:
     old = [{"name": "a", "when": [["points", ">=", 1]]}, {"name": "b", "when": [["orders_total", ">=", 1]]}]
     new = [{"name": "b", "when": [["orders_total", ">=", 1]]}, {"name": "c", "when": [["points", ">=", 1]]}]
     u = Unit(EngineConfig(segments=json.dumps({"segments": old})))
@@ -169,7 +169,20 @@ def test_a_restart_under_new_definitions_keeps_membership_by_name() -> None:
     core = decode_unit(encode_unit(u.core(), 0, 0)).core
     customers = [decode_customer(encode_customer(c)) for c in u.customers.values()]
     back = Unit.from_parts(core, customers, [], EngineConfig(segments=json.dumps({"segments": new})))
-    assert back.record("ann")["segments"] == ["b"]  # type: ignore[index]
-    assert back.kpis.segments == {"b": 1, "c": 0}
+    # before any input: "a" is gone (its members leave it), "c" is new (entered where it holds)
+    assert [(c["segment"], c["change"], c["reason"], c["at"]) for c in back.drain().segment_changes] == [
+        ("a", "left", "definitions", "2024-01-01T00:00:00Z"), ("c", "entered", "definitions", "2024-01-01T00:00:00Z")]
+    assert back.record("ann")["segments"] == ["b", "c"]  # type: ignore[index]
+    assert back.kpis.segments == {"b": 1, "c": 1}
     back.offer(Event("l", "like", "social", "ann", T0 + HOUR))
-    assert [(c["segment"], c["change"]) for c in back.drain().segment_changes] == [("c", "entered")]
+    assert back.drain().segment_changes == []
+    # same definitions again: nothing to re-evaluate
+    core = decode_unit(encode_unit(back.core(), 0, 0)).core
+    again = Unit.from_parts(core, [decode_customer(encode_customer(c)) for c in back.customers.values()], [],
+                            EngineConfig(segments=json.dumps({"segments": new})))
+    assert again.drain().segment_changes == []
+    # a changed predicate under the same name is a change of definitions too
+    changed = [{"name": "b", "when": [["orders_total", ">=", 2]]}, new[1]]
+    third = Unit.from_parts(core, [decode_customer(encode_customer(c)) for c in back.customers.values()], [],
+                            EngineConfig(segments=json.dumps({"segments": changed})))
+    assert [(c["segment"], c["change"]) for c in third.drain().segment_changes] == [("b", "left")]
