@@ -196,6 +196,8 @@ class Scoring:
         self.erasures = 0  # applied customer_erased events (SPEC §8 counts.erased)
         #: the unit's last sweep midnight (SPEC §5: no evaluation is dated before it); `Unit` moves it
         self.last_sweep: int | None = None
+        #: the unit's first sweep midnight: every midnight from it to the watermark has been swept
+        self.first_sweep: int | None = None
         # pending outputs: handed to the shell by `Unit.drain` only
         self.tier_changes: list[TierChange] = []
         self.alerts: list[Alert] = []
@@ -263,8 +265,13 @@ class Scoring:
         partial = False
         if self.has_segments:
             ss = self.segment_set
-            # on the day of its previous clock, only the segments this type can change (`touched`)
-            partial = when // DAY == previous_day
+            # Only the segments this type can change (`touched`) when nothing else can have
+            # changed since the customer's last evaluation: on the day of its previous clock, or
+            # when every midnight since that day has been swept (a sweep re-evaluated it at each
+            # midnight where time could change one of its segments: the sweep index)
+            fs = self.first_sweep
+            partial = not first and (when // DAY == previous_day
+                                     or (fs is not None and (previous_day + 1) * DAY >= fs))
             change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes,
                                  ss.by_type[ev.type] if partial else ss.all)
         a = rule.alert(c, ev, self.config)

@@ -188,12 +188,12 @@ def decode_kpi_message(raw: bytes) -> KpiMessage:
 
 
 # -- unit record `<p>|u`: [1, *UNIT_FIELDS]; written last in a batch (the commit marker) --------
-#: 2 added `last_sweep` (SPEC §5), `segment_names` (what the customers' segment bits mean) and
+#: 2 added `last_sweep` (SPEC §5), `first_sweep`, `segment_names` (what the customers' segment bits mean) and
 #: `segment_digest` (the definitions); format 1 is read with none: no sweep is known until the next
 #: midnight, and its customers are re-evaluated under the definitions now configured
 UNIT_FORMAT: Final = 2
 UNIT_FIELDS: Final = ("watermark", "kpis", "applied", "duplicates", "erasures", "offset", "id_seq",
-                      "last_sweep", "segment_names", "segment_digest")
+                      "last_sweep", "first_sweep", "segment_names", "segment_digest")
 UNIT_INDEX: Final = {name: i + 1 for i, name in enumerate(UNIT_FIELDS)}
 
 
@@ -207,7 +207,7 @@ class UnitRecord(NamedTuple):
 
 def encode_unit(core: UnitCore, offset: int, id_seq: int) -> bytes:
     return orjson.dumps([UNIT_FORMAT, core.watermark, kpi_state(core.kpis), core.applied,
-                         core.duplicates, core.erasures, offset, id_seq, core.last_sweep,
+                         core.duplicates, core.erasures, offset, id_seq, core.last_sweep, core.first_sweep,
                          list(core.segment_names), core.segment_digest])
 
 
@@ -215,14 +215,14 @@ def decode_unit(raw: bytes) -> UnitRecord:
     v = orjson.loads(raw)
     if type(v) is dict:  # format 0: an object; `erasures` and `id_seq` were added later
         return UnitRecord(UnitCore(v["watermark"], kpi_from_state(v["kpis"]), v["applied"], v["duplicates"],
-                                   v.get("erasures", 0), None, (), ""), v["offset"], v.get("id_seq", 0))
-    if type(v) is list and v and v[0] == 1 and len(v) == len(UNIT_FIELDS) - 2:  # format 1
-        v = [UNIT_FORMAT, *v[1:], None, [], ""]
+                                   v.get("erasures", 0), None, None, (), ""), v["offset"], v.get("id_seq", 0))
+    if type(v) is list and v and v[0] == 1 and len(v) == len(UNIT_FIELDS) - 3:  # format 1
+        v = [UNIT_FORMAT, *v[1:], None, None, [], ""]
     elif type(v) is not list or not v or v[0] != UNIT_FORMAT or len(v) != len(UNIT_FIELDS) + 1:
         raise UnknownFormat("unit record", v[0] if type(v) is list and v else v)
-    _, watermark, kpis, applied, duplicates, erasures, offset, id_seq, last_sweep, names, digest = v
+    _, watermark, kpis, applied, duplicates, erasures, offset, id_seq, last_sweep, first_sweep, names, digest = v
     return UnitRecord(UnitCore(watermark, kpi_from_state(kpis), applied, duplicates, erasures, last_sweep,
-                               tuple(names), digest), offset, id_seq)
+                               first_sweep, tuple(names), digest), offset, id_seq)
 
 
 # -- remembered event ids `<p>|E|<n>`: [1, [event_id, watermark after it], ...] -----------------

@@ -37,6 +37,8 @@ class UnitCore(NamedTuple):
     erasures: int
     #: the last sweep midnight (SPEC §5), None before the first
     last_sweep: int | None
+    #: the first sweep midnight, None before it
+    first_sweep: int | None
     #: the segment names the customers' membership bits refer to (definition order)
     segment_names: tuple[str, ...]
     #: `SegmentSet.digest` of the definitions the state was built with ("" before segments)
@@ -118,6 +120,8 @@ class Unit(Scoring):
                     break
         if next_midnight_after(wm) <= t:  # a sweep ran at every midnight in (wm, t], if only in name
             self.last_sweep = t // DAY * DAY
+            if self.first_sweep is None:
+                self.first_sweep = next_midnight_after(wm)
         self.watermark = t
         self._due_before = next_midnight_after(t)
         if t >= self._forget_at:
@@ -181,7 +185,7 @@ class Unit(Scoring):
         """Unit-level state other than customers and remembered ids (those have their own keys);
         `formats.encode_unit` writes it."""
         return UnitCore(self.watermark, self.kpis, self.applied, self.duplicates, self.erasures,
-                        self.last_sweep, self.segment_set.names, self.segment_set.digest)
+                        self.last_sweep, self.first_sweep, self.segment_set.names, self.segment_set.digest)
 
     @classmethod
     def from_parts(cls, core: UnitCore | None, customers: list[Customer],
@@ -196,7 +200,7 @@ class Unit(Scoring):
         removed: list[tuple[int, str]] = []
         redefined = False
         if core is not None:
-            (u.watermark, kpis, u.applied, u.duplicates, u.erasures, u.last_sweep, old_names,
+            (u.watermark, kpis, u.applied, u.duplicates, u.erasures, u.last_sweep, u.first_sweep, old_names,
              old_digest) = core
             kpis.segments = dict.fromkeys(names, 0)  # recounted below, from the customers
             u.kpis = kpis

@@ -206,7 +206,7 @@ def test_format_0_unit_records_and_kpi_partials_decode_with_their_later_fields_d
     back = decode_unit(orjson.dumps(old))
     assert (back.core.last_sweep, back.core.segment_names) == (None, ())
     assert encode_unit(back.core, back.offset, back.id_seq) == encode_unit(
-        core._replace(kpis=kpi_from_state(no_segment_counts(core.kpis)), last_sweep=None, segment_names=(), segment_digest=""), 12, 3)
+        core._replace(kpis=kpi_from_state(no_segment_counts(core.kpis)), last_sweep=None, first_sweep=None, segment_names=(), segment_digest=""), 12, 3)
     # the oldest: no erasures, no id_seq, a KPI partial without the activity parts
     oldest_kpis = {k: v for k, v in v0_kpis(core.kpis).items()
                    if k in ("window_days", "floor_day", "buckets", "latest", "second")}
