@@ -32,8 +32,9 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop exact repeats (at-least-once re-publications), keeping first occurrences in order."""
+def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop exact repeats (at-least-once re-publications), keeping first occurrences in order.
+    The one home of this rule: the tests' checkers (tests/helpers/compare.py) use it too."""
     seen: set[bytes] = set()
     out = []
     for item in items:
@@ -128,7 +129,7 @@ def compare(want: dict[str, Any], scores: dict[str, dict[str, Any] | None],
         for cid in sorted(set(expected) | set(got)):
             # at-least-once: a re-publication and an identical record from an event id applied
             # again after it was forgotten (SPEC §2) look alike, so repeats go on both sides
-            e, published = _unique(expected.get(cid, [])), _unique(got.get(cid, []))
+            e, published = unique(expected.get(cid, [])), unique(got.get(cid, []))
             if not _close(e, published):
                 diffs.append(f"{name} of {cid!r}: expected {e}, published {published}")
     last_kpis = kpi_docs[-1] if kpi_docs else None

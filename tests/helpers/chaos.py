@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_app.audit import unique
 from stream_app.config import Settings
 from stream_app.engine import DEFAULT_CONFIG
 from stream_app.engine.clock import format_instant
@@ -29,7 +30,7 @@ from stream_app.engine.segments import segment_set
 from stream_app.stream.compat import refresh_metadata
 from stream_app.stream.kafka_io import changelog_topic, consumer_options
 from stream_app.validation import Rejection, decode_rekeyed, validate_bytes
-from tests.helpers.compare import merged_kpis, unique
+from tests.helpers.compare import merged_kpis
 from tests.oracle import oracle_unit
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
-
 from tests.oracle import format_instant
 
 KPI_COUNTS = ("orders", "guest_orders", "identified_orders", "revenue", "customers", "repeat_customers",
@@ -87,15 +85,3 @@ def merged_kpis(parts: list[dict[str, Any]], as_of: int | None) -> dict[str, Any
                 "customers_by_channel": by_channel,
                 "omnichannel_rate": ratio(eng["omnichannel_customers"], eng["active_customers"]),
             }}
-
-
-def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At-least-once publications: drop exact repeats, keep first occurrences in order."""
-    seen: set[bytes] = set()
-    out = []
-    for item in items:
-        key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out

@@ -21,6 +21,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_app.audit import unique
 from stream_app.engine import DEFAULT_CONFIG, KpiPartial, Unit
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import TOPIC_OF_TYPE, Event
@@ -28,7 +29,7 @@ from stream_app.engine.formats import encode_rekeyed
 from stream_app.engine.segments import segment_set
 from stream_app.stream.processor import PartitionProcessor
 from stream_app.validation import validate_bytes
-from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis, unique
+from tests.helpers.compare import alerts_without_ids, assert_same, merged_kpis
 from tests.oracle import oracle_document, oracle_unit
 from tests.strategies import event_streams
 
