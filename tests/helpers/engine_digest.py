@@ -1,5 +1,5 @@
 """Run the engine over fixed inputs and print what it produced, for comparing the compiled and the
-interpreted engine (tests/unit/test_compiled_engine.py runs this in two processes).
+interpreted engine (tests/unit/engine/test_compiled_engine.py runs this in two processes).
 
 Prints one JSON line: whether the engine ran compiled, and the SHA-256 of every output (replay
 documents of the simulator and of the Online Retail orders, and of a unit persisted and restored
