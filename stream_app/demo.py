@@ -269,12 +269,13 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         log_handler.close()
         first = "n/a" if st.first_score_after is None else f"{st.first_score_after:.1f}s"
         ready = "n/a" if st.worker_ready_after is None else f"{st.worker_ready_after:.1f}s"
-        _write(out, f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s: "
-               f"produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} "
-               f"customers, {st.tier_changes:,} tier changes, {st.alerts:,} alerts, "
-               f"{st.rejected:,} rejected, {st.erased:,} erased; worker ready after {ready}, "
-               f"first score after {first}; "
-               f"worker and broker stopped\n")
+        # four lines under 80 columns: a newcomer's terminal does not wrap them
+        _write(out, f"demo: {'interrupted' if st.interrupted else 'stopped'} after {st.elapsed():.1f}s; "
+               f"worker and broker stopped\n"
+               f"  produced {st.produced:,} events, scored {st.scored:,} for {len(st.customers):,} customers\n"
+               f"  {st.tier_changes:,} tier changes, {st.alerts:,} alerts, {st.rejected:,} rejected, "
+               f"{st.erased:,} erased\n"
+               f"  worker ready after {ready}, first score after {first}\n")
         if failure is not None:
             print(f"engagement demo: error: {failure}", file=sys.stderr, flush=True)
             print(f"engagement demo: logs kept in {tmp}", file=sys.stderr, flush=True)
