@@ -173,7 +173,9 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
     results: dict[str, Any] = {"stream_events": n}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(broker=broker.url, partitions=4, app_id=f"bench-{uuid.uuid4().hex[:6]}",
-                            data_dir=os.path.join(tmp, "data"), **EMBEDDED_PROFILE)
+                            data_dir=os.path.join(tmp, "data"),
+                            # SPEC §10: the built-in segments, or a file (`{"segments": []}`: off)
+                            segments_file=os.environ.get("ENGAGEMENT_SEGMENTS_FILE", ""), **EMBEDDED_PROFILE)
         await ensure_topics(settings)
         lines = list(Simulator(customers=20_000, seed=5, days=365).lines(n))
         t0 = time.perf_counter()
