@@ -186,3 +186,33 @@ def test_a_restart_under_new_definitions_re_evaluates_every_customer_at_the_wate
     third = Unit.from_parts(core, [decode_customer(encode_customer(c)) for c in back.customers.values()], [],
                             EngineConfig(segments=json.dumps({"segments": changed})))
     assert [(c["segment"], c["change"]) for c in third.drain().segment_changes] == [("b", "left")]
+
+
+def test_a_null_field_fails_every_comparison_and_only_is_null_tests_it() -> None:
+    defs = [{"name": "no_nps", "when": [["last_nps", "is_null", None]]},
+            {"name": "nps_not_5", "when": [["last_nps", "!=", 5]]},
+            {"name": "aov_not_0", "when": [["aov_365d", "!=", 0]]},
+            {"name": "has_aov", "when": [["aov_365d", "not_null", None]]}]
+    doc = check([ev("v", "page_view", "ann", T0, channel="web")], defs=defs)
+    assert doc["customers"]["ann"]["segments"] == ["no_nps"]  # `!=` on null is false too
+    doc = check([ev("v", "page_view", "ann", T0, channel="web"),
+                 ev("s", "survey_response", "ann", T0 + HOUR, nps=7), order("o", "ann", T0 + 2 * HOUR)], defs=defs)
+    assert doc["customers"]["ann"]["segments"] == ["aov_not_0", "has_aov", "nps_not_5"]
+
+
+def test_sums_are_compared_after_rounding_to_9_places() -> None:
+    defs = [{"name": "exact", "when": [["revenue_total", "==", 0.3]]}]
+    events = [order("a", "ann", T0, 0.1), order("b", "ann", T0 + HOUR, 0.2)]
+    assert 0.1 + 0.2 != 0.3
+    doc = check(events, defs=defs)
+    assert doc["customers"]["ann"]["segments"] == ["exact"]
+
+
+def test_a_first_event_enters_every_segment_it_satisfies_at_once() -> None:
+    doc = check([ev("s", "survey_response", "ann", T0, nps=10, channel="email")])
+    firsts = [(c["segment"], c["reason"], c["at"]) for c in doc["segment_changes"]]
+    assert firsts == [("promoters", "event", "2024-01-01T00:00:00Z")]
+    defs = [{"name": "a", "when": [["events_total", ">=", 1]]}, {"name": "b", "when": [["points", ">", 0]]},
+            {"name": "c", "when": [["tier", "==", "bronze"]]}, {"name": "d", "when": [["tier", "==", "gold"]]}]
+    doc = check([ev("s", "survey_response", "ann", T0, nps=10)], defs=defs)
+    assert [c["segment"] for c in doc["segment_changes"]] == ["a", "b", "c"]  # definition order
