@@ -5,6 +5,7 @@ order of one processing batch"; the step numbers below are the docs' numbers).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,15 +26,19 @@ __all__ = ["Applied", "BatchCommitter"]
 Applied = tuple[int, PartitionProcessor, PartitionBatch]
 
 
+@dataclass
 class BatchCommitter:
-    def __init__(self, settings: Settings, metrics: Metrics, store: StateStore, partials: KpiPartials,
-                 dead_letters: DeadLetters) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.store = store
-        self.partials = partials
-        self.dead_letters = dead_letters
-        self.changelog = changelog_topic(settings)
+    """Writes what the scoring loop applied, in the order docs/RELIABILITY.md numbers."""
+
+    settings: Settings
+    metrics: Metrics
+    store: StateStore
+    partials: KpiPartials
+    dead_letters: DeadLetters
+    changelog: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changelog = changelog_topic(self.settings)
 
     async def commit_batch(self, done: list[Applied], producer: AIOKafkaProducer) -> None:
         """Write a batch the engine applied in memory (step 1, `ScoringLoop.apply_batch`): outputs,

@@ -186,14 +186,14 @@ class Metrics:
             self.customers.labels(tier=tier).set(totals[tier])
 
 
-def _set_map(gauge: Gauge, label: str, values: Mapping[str, object]) -> None:
+def _set_map(gauge: Gauge, label: str, values: Mapping[str, int | float]) -> None:
     """One sample per key of `values` (channels, segments); keys no longer there lose theirs (the
     configured channels or segment definitions can change with a restart of the leader)."""
     exported = {sample.labels[label] for fam in gauge.collect() for sample in fam.samples}
     for gone in exported - values.keys():
         gauge.remove(gone)
     for name, n in values.items():
-        gauge.labels(name).set(float(n))  # type: ignore[arg-type]
+        gauge.labels(name).set(float(n))
 
 
 def _set_labelled(gauge: Gauge, names: tuple[str, ...], doc: Mapping[str, object]) -> None:
