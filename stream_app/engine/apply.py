@@ -8,6 +8,8 @@ part (orders, refunds, clicks, social, sends), the tier rule (SPEC §5), the rul
 and the customer's place in the sweep index. A rule is one small class per kind of type, found by
 type in the table `type_rules` builds: compiled with mypyc, choosing it is one dict lookup and its
 methods are direct (vtable) calls.
+
+Over 300 lines: the per-type rules and the common part they extend are one dispatch, read together.
 """
 
 from __future__ import annotations

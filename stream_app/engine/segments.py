@@ -11,6 +11,9 @@ Between two events of a customer a predicate can change only at a midnight, and 
 crosses a threshold (the tier changes only at a sweep, which evaluates the customer anyway):
 `next_change_day` gives the first such midnight, never later than the real one (earlier is
 harmless: the evaluation there changes nothing and schedules the next).
+
+Over 300 lines: the evaluation, its schedule and the predicates' time classes read one another's
+rules (what time can change, and when), so they stay together.
 """
 
 from __future__ import annotations
@@ -162,34 +165,6 @@ class SegmentSet:
         else:  # TIER: the tier held (after the tier evaluation at t)
             v[field] = c.tier
         return v[field]
-
-    def values(self, c: Customer, t: int) -> list[Any]:
-        """Every field's value at instant `t` (§10), in FIELD_NAMES order."""
-        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
-        for f in range(len(FIELD_NAMES)):
-            if v[f] is _UNSET:
-                self._fill(c, t, f, v)
-        return v
-
-    def membership(self, c: Customer, t: int) -> int:
-        """Bit i set: the customer satisfies segment i at instant `t` (its tier as held). A field
-        is computed when a predicate first reads it; a segment stops at its first false one."""
-        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
-        bits = 0
-        bit = 1
-        for seg in self.segments:
-            inside = True
-            for p in seg.when:
-                x = v[p.field]
-                if x is _UNSET:
-                    x = self._fill(c, t, p.field, v)
-                if not holds(p, x):
-                    inside = False
-                    break
-            if inside:
-                bits |= bit
-            bit <<= 1
-        return bits
 
     def evaluate(self, c: Customer, at: int, reason: str, counts: dict[str, int],
                  out: list[SegmentChange], mask: int) -> int:
