@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-US = 1
-MS = 1_000
-SECOND = 1_000_000
-MINUTE = 60 * SECOND
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+# Final: the compiled engine uses them as constants (a plain module global is a dict lookup)
+US: Final = 1
+MS: Final = 1_000
+SECOND: Final = 1_000_000
+MINUTE: Final = 60_000_000
+HOUR: Final = 3_600_000_000
+DAY: Final = 86_400_000_000
 
 #: An instant or day index passed on as a Python object. Compiled (mypyc), an `int` parameter or
 #: local is a native integer, boxed into a new object at every store into a list, tuple or optional

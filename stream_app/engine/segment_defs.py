@@ -11,14 +11,29 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Final
 
 from stream_app.engine.config import TIERS
 
 # -- fields and ops ------------------------------------------------------------------------------
-SCORE, POINTS, ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, AOV_365D, ORDERS_TOTAL, REVENUE_TOTAL, \
-    CLICKS_30D, SOCIAL_30D, EVENTS_TOTAL, LAST_NPS, CHANNEL_COUNT_30D, DAYS_SINCE_LAST_ORDER, \
-    DAYS_SINCE_LAST_ACTIVITY, TIER, CHANNELS_30D = range(17)
+# field ids: Final, so that the compiled engine compares with constants, not module lookups
+SCORE: Final = 0
+POINTS: Final = 1
+ORDERS_365D: Final = 2
+GUEST_ORDERS_365D: Final = 3
+REVENUE_365D: Final = 4
+AOV_365D: Final = 5
+ORDERS_TOTAL: Final = 6
+REVENUE_TOTAL: Final = 7
+CLICKS_30D: Final = 8
+SOCIAL_30D: Final = 9
+EVENTS_TOTAL: Final = 10
+LAST_NPS: Final = 11
+CHANNEL_COUNT_30D: Final = 12
+DAYS_SINCE_LAST_ORDER: Final = 13
+DAYS_SINCE_LAST_ACTIVITY: Final = 14
+TIER: Final = 15
+CHANNELS_30D: Final = 16
 FIELD_NAMES: tuple[str, ...] = (
     "score", "points", "orders_365d", "guest_orders_365d", "revenue_365d", "aov_365d", "orders_total",
     "revenue_total", "clicks_30d", "social_30d", "events_total", "last_nps", "channel_count_30d",
@@ -31,7 +46,18 @@ ORDER_WINDOW_FIELDS = frozenset((ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, A
 ACTIVITY_WINDOW_FIELDS = frozenset((CLICKS_30D, SOCIAL_30D))
 CHANNEL_FIELDS = frozenset((CHANNEL_COUNT_30D, CHANNELS_30D))
 
-LT, LE, GT, GE, EQ, NE, IS_NULL, NOT_NULL, IN, NOT_IN, CONTAINS, NOT_CONTAINS = range(12)
+LT: Final = 0
+LE: Final = 1
+GT: Final = 2
+GE: Final = 3
+EQ: Final = 4
+NE: Final = 5
+IS_NULL: Final = 6
+NOT_NULL: Final = 7
+IN: Final = 8
+NOT_IN: Final = 9
+CONTAINS: Final = 10
+NOT_CONTAINS: Final = 11
 OP_NAMES: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=", "is_null", "not_null", "in", "not_in",
                              "contains", "not_contains")
 OP_IDS: dict[str, int] = {name: i for i, name in enumerate(OP_NAMES)}
@@ -225,13 +251,19 @@ def holds(p: Predicate, value: Any) -> bool:
         return False
     if p.field == TIER:
         inside = value in p.tiers
-        return inside if op in (EQ, IN) else not inside
+        return inside if op == EQ or op == IN else not inside
     if p.field == CHANNELS_30D:
         return (p.channel in value) == (op == CONTAINS)
-    # both sides rounded to 9 places (§10); an int is already whole, and a float of it is exact
-    # up to 2^53, so only floats need the (slower) round
-    x = float(value) if type(value) is int else round(value, 9)
+    # both sides rounded to 9 places (§10); n already is. An int is already whole (its float
+    # exact up to 2^53); rounding moves a float by at most 5e-10, so it can change the outcome
+    # only near n, and only there is the (slower) round needed
     n = p.number
+    if type(value) is int:
+        x = float(value)
+    else:
+        x = value
+        if -1e-6 < x - n < 1e-6:
+            x = round(x, 9)
     if op == LT:
         return x < n
     if op == LE:

@@ -22,7 +22,7 @@ import functools
 import hashlib
 import json
 import math
-from typing import Any
+from typing import Any, Final
 
 from stream_app.engine.clock import DAY, format_instant
 from stream_app.engine.config import EngineConfig
@@ -65,9 +65,10 @@ from stream_app.engine.segment_defs import (
     parse_segments,
 )
 
-LN2 = math.log(2.0)
+LN2: Final = math.log(2.0)
 #: a field value not computed yet in this evaluation
-_UNSET: Any = object()
+_UNSET: Final[Any] = object()
+_N_FIELDS: Final = len(FIELD_NAMES)
 
 
 @functools.lru_cache(maxsize=32)
@@ -130,11 +131,11 @@ class SegmentSet:
         if field == SCORE:
             s = c.s_ref if t == c.t_ref else c.s_ref * math.exp(-(t - c.t_ref) / self.half_life * LN2)
             v[SCORE] = max(0.0, s)  # as Customer.score_at and the record compute it
-        elif field in ORDER_WINDOW_FIELDS:
+        elif ORDERS_365D <= field <= AOV_365D:  # ORDER_WINDOW_FIELDS
             orders, guests, revenue = c.window_orders(t, self.order_window_days)
             v[ORDERS_365D], v[GUEST_ORDERS_365D], v[REVENUE_365D] = orders, guests, revenue
             v[AOV_365D] = revenue / orders if orders else None
-        elif field in ACTIVITY_WINDOW_FIELDS:
+        elif field == CLICKS_30D or field == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
             v[CLICKS_30D], v[SOCIAL_30D] = c.window_activity(t, self.activity_window_days)
         elif field == CHANNEL_COUNT_30D:  # the count needs no sorted list
             first = t // DAY - (self.activity_window_days - 1)
@@ -176,7 +177,7 @@ class SegmentSet:
         segments time can change count: one with a false predicate that time cannot make true
         (`static_false`) waits for an event. `mask`: the segments to evaluate; the others keep
         their membership (an event on the day of the customer's previous one: see `touched`)."""
-        v: list[Any] = [_UNSET] * len(FIELD_NAMES)
+        v: list[Any] = [_UNSET] * _N_FIELDS
         bits = 0
         bit = 1
         day = at // DAY
@@ -238,11 +239,11 @@ class SegmentSet:
                 if x > x0 and holds(p, x) != now:
                     return base + x
             return -1
-        if f in ORDER_WINDOW_FIELDS:
+        if ORDERS_365D <= f <= AOV_365D:  # ORDER_WINDOW_FIELDS
             return _leaves_window(c.order_buckets, 4, self.order_window_days, day)
-        if f in ACTIVITY_WINDOW_FIELDS:
+        if f == CLICKS_30D or f == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
             return _leaves_window(c.activity_buckets, 3, self.activity_window_days, day)
-        if f in CHANNEL_FIELDS:
+        if f == CHANNEL_COUNT_30D or f == CHANNELS_30D:  # CHANNEL_FIELDS
             cd = c.channel_days
             w = self.activity_window_days
             best = -1
@@ -313,7 +314,7 @@ def touched(etype: str, topic: str) -> frozenset[int]:
     return frozenset(out)
 
 
-STATIC = -1  # a predicate only an event can change (time_class; field ids start at 0)
+STATIC: Final = -1  # a predicate only an event can change (time_class; field ids start at 0)
 #: fields whose value time alone only lowers (window counts, the decaying score)
 _DECREASING = frozenset((ORDERS_365D, GUEST_ORDERS_365D, CLICKS_30D, SOCIAL_30D, CHANNEL_COUNT_30D, SCORE))
 
