@@ -21,6 +21,7 @@ from stream_app.config import Settings, SettingsError
 from stream_app.stream import ingest, kafka_io, kpis, scoring, worker
 from stream_app.stream.kafka_io import BrokerConnectError, client_options, start_client
 from stream_app.stream.worker import ScorerApp
+from tests.helpers.kafka_stubs import NoopClient
 
 TEST_CA = Path(__file__).parents[1] / "data" / "test-ca.pem"  # a self-signed CA certificate (no key)
 CA_SUBJECT = ((("commonName", "engagement-scorer test CA"),),)
@@ -32,7 +33,7 @@ class Refused(Exception):
     """Raised by a recorder's start(): the test has what it needs."""
 
 
-class Recorder:
+class Recorder(NoopClient):
     made: list[tuple[str, dict[str, Any]]] = []
     kind = "client"
 
@@ -41,15 +42,6 @@ class Recorder:
 
     async def start(self) -> None:
         raise Refused
-
-    async def stop(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def recorder(kind: str) -> type[Recorder]:

@@ -17,6 +17,7 @@ from stream_app.stream import ingest, kpis, scoring, worker
 from stream_app.stream.owned import RebalanceListener
 from stream_app.stream.supervisor import EXIT_CRASH, Supervisor
 from stream_app.stream.worker import ScorerApp
+from tests.helpers.kafka_stubs import NoopClient
 
 SECRET = "cust-secret-42"
 
@@ -30,26 +31,8 @@ class Exits(list[int]):
         self.append(code)
 
 
-class BrokenClient:
+class BrokenClient(NoopClient):
     """A consumer or producer that starts, then fails on the first fetch."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def assign(self, *args: Any) -> None:
-        pass
-
-    async def seek_to_beginning(self, *args: Any) -> None:
-        pass
 
     def pause(self, *args: Any) -> None:
         raise Boom(SECRET)
