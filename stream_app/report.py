@@ -56,6 +56,14 @@ def print_replay_summary(doc: dict[str, Any], out: Any) -> None:
     print("\nAlerts raised", file=out)
     for name in ("churn_risk", "abandoned_cart", "negative_feedback"):
         print(f"  {name:<{w}}  {alerts.get(name, 0):>8,}", file=out)
+    segments = doc["kpis"].get("segments") or {}
+    if segments:  # SPEC §10: members at as_of, and the changes that led there
+        changes = Counter((s["segment"], s["change"]) for s in doc.get("segment_changes", []))
+        sw = max(w, *(len(name) for name in segments))
+        print("\nSegments (members, entered, left)", file=out)
+        for name, n in segments.items():
+            print(f"  {name:<{sw}}  {n:>8,}  {changes[(name, 'entered')]:>8,}  {changes[(name, 'left')]:>8,}",
+                  file=out)
     c = doc["counts"]
     print(f"\nEvents: {c['applied']:,} applied, {c['duplicates']:,} duplicates, "
           f"{c['rejected']:,} rejected, {c.get('erased', 0):,} erased", file=out)

@@ -86,3 +86,21 @@ def test_a_good_file_and_segments_off(events: Path, tmp_path: Path, monkeypatch:
     assert main(["replay", str(events)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kpis"]["segments"] == {} and doc["segment_changes"] == []
+
+
+def test_the_summary_lists_each_segment_with_members_entered_and_left(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = Path(__file__).resolve().parents[2] / "data" / "online-retail-orders.jsonl.gz"
+    assert main(["replay", str(data), "--out", str(tmp_path / "doc.json")]) == 0
+    doc = json.loads((tmp_path / "doc.json").read_text())
+    capsys.readouterr()
+    assert main(["replay", str(data), "--summary"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("Segments (members, entered, left)\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in section] == list(doc["kpis"]["segments"])
+    for line in section:
+        name, members, entered, left = line.split()
+        moves = [c["change"] for c in doc["segment_changes"] if c["segment"] == name]
+        assert int(members.replace(",", "")) == doc["kpis"]["segments"][name]
+        assert (int(entered.replace(",", "")), int(left.replace(",", ""))) == (moves.count("entered"), moves.count("left"))
+        assert int(members.replace(",", "")) == moves.count("entered") - moves.count("left")
