@@ -12,6 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream_app.config import Settings
+from stream_app.panels import LiveActivity
 from stream_app.stream import failpoints
 from stream_app.stream.dead_letters import DeadLetters
 from stream_app.stream.kafka_io import BatchSender, changelog_topic, partition_for
@@ -35,6 +36,8 @@ class BatchCommitter:
     store: StateStore
     partials: KpiPartials
     dead_letters: DeadLetters
+    #: what the dashboard shows of the outputs (`GET /overview`): fed once a batch is written
+    activity: LiveActivity | None = None
     changelog: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,8 @@ class BatchCommitter:
             if out.state:
                 self.store.write(p, out.state, written[(self.changelog, p)])
             self.metrics.record_partition_batch(p, proc, out)
+            if self.activity is not None:
+                self.activity.record(out.tier_changes, out.alerts, out.segment_changes)
 
     def _add_outputs(self, outputs: BatchSender, p: int, proc: PartitionProcessor, out: PartitionBatch) -> None:
         s = self.settings

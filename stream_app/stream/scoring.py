@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from stream_app.config import Settings
 from stream_app.engine import EngineConfig
+from stream_app.panels import LiveActivity
 from stream_app.stream.assignor import OwnerAssignor
 from stream_app.stream.commit import Applied, BatchCommitter
 from stream_app.stream.dead_letters import DeadLetters
@@ -44,7 +45,9 @@ class ScoringLoop:
         self.partials = KpiPartials(s)
         self.owned = OwnedPartitions(s, engine_config, metrics, store, self.partials)
         self.dead_letters = DeadLetters(log, "scoring: {n} re-keyed events dead-lettered")
-        self.committer = BatchCommitter(s, metrics, store, self.partials, self.dead_letters)
+        #: the latest alerts and the day counts of this worker's outputs, for the dashboard
+        self.activity = LiveActivity()
+        self.committer = BatchCommitter(s, metrics, store, self.partials, self.dead_letters, self.activity)
         self.consumer: AIOKafkaConsumer | None = None
         self._reseek: dict[int, int] = {}
         self._committed_at = 0.0

@@ -1,12 +1,13 @@
-"""HTTP API on the worker's web port: customers (routed to the owner), KPIs, segments, health,
-readiness.
+"""HTTP API on the worker's web port: customers (routed to the owner), KPIs, segments, the
+dashboard's overview (merged across workers), health, readiness; and the dashboard page itself
+(`/`, `/dashboard`: static files, no data; docs/DASHBOARD.md).
 
 The views depend on `WorkerView`, what they read from a worker, not on the worker itself.
 Requests for a customer another worker owns are forwarded with one HTTP session, opened when the
 app starts and closed when it stops.
 
-With a token (ENGAGEMENT_API_TOKEN), every route but the probes and the scrape (`OPEN_PATHS`)
-requires `Authorization: Bearer <token>`, and forwarded requests carry it (docs/SECURITY.md).
+With a token (ENGAGEMENT_API_TOKEN), every route but the probes, the scrape and the dashboard's
+static files (`OPEN_PATHS`) requires `Authorization: Bearer <token>`, and forwarded requests carry it (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -24,16 +25,33 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from stream_app.panels import merge_overviews
 from stream_app.stream.compat import add_web_middleware
+from stream_app.web_assets import asset
 
 ROUTED_HEADER = "X-Engagement-Routed"
-#: answered without a token: the kubelet's probes and Prometheus carry none
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: the dashboard: static HTML, CSS and script, the same for everyone and with no data in them; the
+#: page asks for the token and sends it with its API requests (docs/SECURITY.md)
+PAGE_PATHS = {"/": "dashboard.html", "/dashboard": "dashboard.html", "/dashboard.css": "dashboard.css",
+              "/dashboard.js": "dashboard.js"}
+#: answered without a token: the kubelet's probes and Prometheus carry none, and the dashboard's
+#: static files (a browser cannot send a header with a page it navigates to)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", *PAGE_PATHS})
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8"}
+#: the page loads only its own files and talks only to its own worker; it may not be framed
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 REALM = "engagement-scorer"
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OPEN_PATHS", "ROUTED_HEADER", "WorkerView", "bearer_ok", "register_views"]
+__all__ = ["OPEN_PATHS", "PAGE_PATHS", "ROUTED_HEADER", "WorkerView", "bearer_ok", "register_views"]
 
 
 def bearer_ok(header: str | None, token: str) -> bool:
@@ -71,6 +89,9 @@ class WorkerView(Protocol):
         """`{"segments": [{name, when, members}, ...]}`: each defined segment in definition order,
         with its store-wide member count from the merged KPI document (SPEC §10)."""
 
+    def overview(self) -> Mapping[str, Any]:
+        """This worker's part of the dashboard over its own partitions (`stream_app.panels.overview`)."""
+
     def owner_url(self, partition: int) -> str | None:
         """The web URL of the worker that scores `partition`, from the last group assignment."""
 
@@ -98,12 +119,34 @@ class Forwarder:
 
     async def get(self, owner: str, customer_id: str, as_of: str | None) -> tuple[int, bytes] | None:
         """(status, body) from the owner; None while the app is starting or stopping."""
+        params = {"as_of": as_of} if as_of else {}
+        return await self.get_path(owner, f"/customers/{customer_id}", params)
+
+    async def get_path(self, owner: str, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes] | None:
+        """(status, body) of `path` on another worker; None while the app is starting or stopping."""
         if self.session is None:
             return None
-        params = {"as_of": as_of} if as_of else {}
-        async with self.session.get(f"{owner.rstrip('/')}/customers/{customer_id}", params=params,
-                                    headers=self.headers) as resp:
+        async with self.session.get(f"{owner.rstrip('/')}{path}", params=params or {}, headers=self.headers) as resp:
             return resp.status, await resp.read()
+
+    async def overviews(self, owners: Collection[str]) -> list[Mapping[str, Any] | None]:
+        """Each owner's own overview (`/overview` with the routed header: no fan-out there), None
+        for one that did not answer 200 with a JSON object."""
+
+        async def one(owner: str) -> Mapping[str, Any] | None:
+            try:
+                answer = await self.get_path(owner, "/overview")
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                return None
+            if answer is None or answer[0] != 200:
+                return None
+            try:
+                doc = orjson.loads(answer[1])
+            except orjson.JSONDecodeError:
+                return None
+            return doc if isinstance(doc, dict) else None
+
+        return list(await asyncio.gather(*(one(o) for o in owners)))
 
 
 def register_views(app: faust.App, worker: WorkerView, token: str | None = None) -> Forwarder:
@@ -155,6 +198,57 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
                 return reply(self, 503, {"error": "not ready"})
             return reply(self, 200, worker.segment_document())
 
+    @app.page("/overview")
+    class OverviewView(View):
+        """The dashboard's figures that the KPI document does not carry, over every partition:
+        this worker's own, plus the other owners' (asked once each, with the token), merged."""
+
+        async def get(self, request: Request) -> Response:
+            if not worker.ready:
+                return reply(self, 503, {"error": "not ready"})
+            local = worker.overview()
+            if request.headers.get(ROUTED_HEADER):
+                return reply(self, 200, local)
+            count = int(local["scope"].get("partition_count", 0))
+            owned = set(worker.owned_partitions())
+            others: dict[str, list[int]] = {}
+            missing: list[int] = []
+            for p in range(count):
+                if p in owned:
+                    continue
+                owner = worker.owner_url(p)
+                if owner is None:
+                    missing.append(p)
+                else:
+                    others.setdefault(owner, []).append(p)
+            docs = [local]
+            for parts, doc in zip(others.values(), await forwarder.overviews(list(others)), strict=True):
+                if doc is None:
+                    missing.extend(parts)
+                else:
+                    docs.append(doc)
+            merged = merge_overviews(docs, local["as_of"])
+            covered = set(merged["scope"]["partitions"])
+            merged["scope"]["missing_partitions"] = sorted({*missing, *(set(range(count)) - covered)})
+            return reply(self, 200, merged)
+
+    def page(name: str) -> type[View]:
+        body = asset(name)
+        content_type = CONTENT_TYPES[name[name.rindex("."):]]
+
+        class PageView(View):
+            async def get(self, request: Request) -> Response:
+                response = self.bytes(body, content_type=content_type.split(";")[0])
+                response.headers["Content-Type"] = content_type
+                response.headers.update(PAGE_HEADERS)
+                return response
+
+        PageView.__name__ = PageView.__qualname__ = f"Page_{name.replace('.', '_')}"
+        return PageView
+
+    for path, name in PAGE_PATHS.items():
+        app.page(path)(page(name))
+
     @app.page("/healthz")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
@@ -175,7 +269,7 @@ def register_views(app: faust.App, worker: WorkerView, token: str | None = None)
             return self.bytes(generate_latest(worker.metrics_registry()),
                               content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (CustomerView, KpiView, SegmentView, HealthView, ReadyView, MetricsView)
+    _ = (CustomerView, KpiView, SegmentView, OverviewView, HealthView, ReadyView, MetricsView)
     return forwarder
 
 

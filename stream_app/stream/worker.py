@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -22,9 +24,11 @@ import faust
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from stream_app import panels
 from stream_app.config import Settings
 from stream_app.engine import AsOfBeforeClock
 from stream_app.engine.clock import format_instant, parse_rfc3339
+from stream_app.engine.config import TIERS
 from stream_app.engine.records import CustomerRecord, KpiDocument
 from stream_app.engine.segments import segment_set
 from stream_app.stream.ingest import IngestLoop
@@ -40,6 +44,11 @@ from stream_app.stream.web import register_views
 log = logging.getLogger(__name__)
 
 __all__ = ["ScorerApp"]
+
+#: the dashboard's CLV distributions read at most this many customer records (an even sample of
+#: the owned ones), at most every `CLV_REFRESH_S`
+CLV_SAMPLE = 2000
+CLV_REFRESH_S = 10.0
 
 
 class ScorerApp:
@@ -78,6 +87,7 @@ class ScorerApp:
                                                       self.where())
         self.kpis = StoreKpis(s, self.metrics, self.engine_config)
         self._producer: AIOKafkaProducer | None = None
+        self._clv_cache: tuple[float, str | None, dict[str, Any] | None] | None = None
         self.api_token = s.read_api_token()  # a bad token file fails here, at start
         bind = s.web_bind or s.web_host
         if self.api_token is None and not is_loopback(bind):
@@ -184,6 +194,47 @@ class ScorerApp:
         members = self.kpi_document()["segments"]
         return {"segments": [{**s.definition(), "members": members.get(s.name, 0)}
                              for s in segment_set(self.engine_config).segments]}
+
+    def overview(self) -> dict[str, Any]:
+        """This worker's part of the dashboard (`GET /overview`; web.py merges the workers'):
+        customers per tier over its partitions, what its outputs were since it started (latest
+        alerts, day counts) and the CLV distributions of a sample of its customers."""
+        procs = dict(self.processors)
+        tiers = dict.fromkeys(TIERS, 0)
+        for proc in procs.values():
+            for tier, n in proc.tier_counts.items():
+                tiers[tier] += n
+        as_of = self.kpi_document()["as_of"]
+        activity = self.scoring.activity
+        return panels.overview(as_of=as_of, tiers=tiers, latest_alerts=activity.newest_alerts(),
+                               trends=activity.trends.to_json(segment_set(self.engine_config).names),
+                               clv=self._clv_summary(procs, as_of),
+                               scope={"partitions": sorted(procs), "partition_count": self.settings.partitions,
+                                      "workers": 1})
+
+    def _clv_summary(self, procs: dict[int, PartitionProcessor], as_of: str | None) -> dict[str, Any] | None:
+        """The `clv` of an even sample of the owned customers' records at `as_of` (SPEC §11; None
+        without a model), cached for `CLV_REFRESH_S`: reading records costs ~10 µs each."""
+        now = time.monotonic()
+        cached = self._clv_cache
+        if cached is not None and cached[1] == as_of and now - cached[0] < CLV_REFRESH_S:
+            return cached[2]
+        total = sum(len(p.unit.customers) for p in procs.values())
+        step = max(1, math.ceil(total / CLV_SAMPLE))
+        clvs = []
+        i = 0
+        for proc in procs.values():
+            for cid in list(proc.unit.customers):
+                i += 1
+                if i % step:
+                    continue
+                status, record = self.customer_record(cid, as_of)
+                if status != 200:
+                    status, record = self.customer_record(cid, None)
+                clvs.append(record.get("clv") if status == 200 else None)
+        summary = panels.clv_summary(clvs, sampled_from=total)
+        self._clv_cache = (now, as_of, summary)
+        return summary
 
     def owner_url(self, partition: int) -> str | None:
         return self.scoring.owner_url(partition)
