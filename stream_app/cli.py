@@ -82,6 +82,50 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """`engagement report`: a replay document, or an events file replayed first, as one HTML file."""
+    from stream_app.config import Settings
+    from stream_app.html_report import NotADocument, load_document, looks_like_events, render_report
+    from stream_app.replay import ReplayError, replay_file
+
+    def fail(message: str) -> int:
+        print(f"engagement report: error: {message}", file=sys.stderr)
+        return 2
+
+    problem = out_problem(args.out)
+    if problem:
+        return fail(problem)
+    doc = None
+    if not looks_like_events(args.input):
+        try:
+            doc = load_document(args.input)
+        except NotADocument as exc:
+            return fail(str(exc))
+        except OSError as exc:
+            return fail(f"{args.input}: {exc.strerror or exc}")
+        if doc is not None and args.as_of:
+            return fail("--as-of applies to an events file; a replay document is read as it is")
+    if doc is None:  # an events file: the replay's own code, with the worker's settings
+        try:
+            engine = Settings.from_env().engine_config()
+            doc = replay_file(args.input, as_of=args.as_of, config=engine)
+        except (ReplayError, ValueError) as exc:
+            return fail(str(exc))
+        counts = doc["counts"]
+        if counts["applied"] == 0 and counts["rejected"] > 0:
+            return fail(f"{args.input}: no event applied, {counts['rejected']:,} line(s) rejected; "
+                        "is it a JSON-lines events file or a replay document?")
+    page = render_report(doc, source=args.input, max_customers=args.max_customers).encode()
+    try:
+        with open(args.out, "wb") as f:
+            f.write(page)
+    except OSError as exc:
+        return fail(f"--out {args.out}: {exc.strerror or exc}")
+    print(f"wrote {args.out} ({len(page) / 1e6:.1f} MB, {len(doc['customers']):,} customers, as of "
+          f"{doc['as_of'] or 'n/a'}): one self-contained page, open it in a browser", file=sys.stderr)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from stream_app.config import Settings
     from stream_app.stream.run import run_worker
@@ -218,6 +262,7 @@ class HelpFormatter(argparse.HelpFormatter):
 #: the settings (Settings field names) each command reads; the worker reads them all
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "replay": ENGINE_SETTINGS,
+    "report": ENGINE_SETTINGS,
     "worker": ALL_SETTINGS,
     "produce": (*KAFKA_SETTINGS, *INPUT_TOPIC_SETTINGS),
     "simulate": (*KAFKA_SETTINGS, *INPUT_TOPIC_SETTINGS),
@@ -292,6 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print KPIs, tiers and rejections by reason as a table on stdout instead of the JSON "
                         "(with --out, the document still goes to the file)")
     r.set_defaults(func=cmd_replay)
+    rp = command("report", "a replay document or an events file as one self-contained HTML page",
+                 description="Write one self-contained HTML page (KPIs, tiers, segments, alerts, CLV when the "
+                             "records carry it, trends per day, a customer search) from a replay document "
+                             "(engagement replay --out) or from an events file, replayed first as "
+                             "engagement replay does (then the settings below apply). It opens offline. Exit "
+                             "status: 0 written; 2 bad usage, an unreadable or unrecognised input, an --out "
+                             "that cannot be written.")
+    rp.add_argument("input", metavar="DOC.json|EVENTS.jsonl",
+                    help="a replay document (.json, .json.gz) or an events file (.jsonl, .jsonl.gz, - for stdin)")
+    rp.add_argument("--out", default="report.html", help="the HTML file to write (checked first)")
+    rp.add_argument("--as-of", dest="as_of",
+                    help="an events file only: RFC 3339 instant to read it at (default: its final watermark)")
+    rp.add_argument("--max-customers", dest="max_customers", type=positive_int, default=50_000,
+                    help="customers searchable in the page (the highest scores first)")
+    rp.set_defaults(func=cmd_report)
     w = command("worker", "run a scoring worker (ENGAGEMENT_* settings; bundled broker if none)")
     w.set_defaults(func=cmd_worker)
     pr = command("produce", "produce a JSONL(.gz) file to the input topics")

@@ -10,6 +10,8 @@ What runs:
   time running an hour per second; each record's Kafka timestamp is its event time, so every
   event stays within the future rule (SPEC §1: at most ``future_tolerance`` after the received
   time, which in the stream is the Kafka timestamp) however long the demo runs;
+- the worker's dashboard (``GET /`` on its web port, docs/DASHBOARD.md), whose URL is printed
+  first and shown beside the view's title;
 - a view refreshed every second: events produced and scored, tier counts (last tier per customer
   on the scores topic; a tombstone there removes an erased customer), the latest alerts and score
   records, and the store KPIs from the worker's ``GET /kpis``, with NPS, CSAT, the email open rate
@@ -241,7 +243,9 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         worker = worker_process(settings, worker_log, detach=True)
         web_url = f"http://{settings.web_host}:{web_port}"
         header = f"broker {broker.url} (pid {broker.pid})  worker {web_url} (pid {worker.pid})"
-        if not _write(out, f"demo: {header}; worker log {worker_log}\n"):
+        st.dashboard = f"{web_url}/"
+        if not _write(out, f"demo: {header}; worker log {worker_log}\n"
+                           f"demo: dashboard {st.dashboard} (open it in a browser)\n"):
             raise KeyboardInterrupt  # nobody reads: stop as if interrupted
         asyncio.run(_live(settings, st, worker, web_url, duration, customers, rate, out, tty, header))
     except KeyboardInterrupt:

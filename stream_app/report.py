@@ -111,6 +111,8 @@ class DemoState:
     produce_rate: float = 0.0
     score_rate: float = 0.0
     interrupted: bool = False  # Ctrl-C or SIGTERM
+    #: the worker's dashboard (`GET /` on its web port), shown beside the title
+    dashboard: str | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -318,7 +320,14 @@ def render_full(st: DemoState, header: str, width: int = 80, height: int = 24) -
     if len(status) >= width:  # two lines rather than a cut: every counter stays readable
         cut = status.index(" | tier changes")
         status = status[:cut] + "\n" + status[cut + 3:]
-    top = [f"engagement demo  {st.elapsed():5.0f}s   (Ctrl-C to stop)", header, *status.split("\n")]
+    title = f"engagement demo  {st.elapsed():5.0f}s   (Ctrl-C to stop)"
+    top = [title, header, *status.split("\n")]
+    if st.dashboard:  # beside the title where it fits, else on a line of its own
+        with_url = f"{title}   dashboard {st.dashboard}"
+        if len(with_url) < width:
+            top[0] = with_url
+        else:
+            top.insert(1, f"dashboard {st.dashboard}")
     if st.worker_ready_after is None:
         top.append("worker starting ...")
     optional = [line for line in (_clock_line(st), _rejection_line(st)) if line is not None]

@@ -1,7 +1,7 @@
 /* The engagement dashboard (docs/DASHBOARD.md): one script for the worker's live page and the
  * self-contained report of `engagement report`. Live, it polls the worker's JSON API (kpis,
  * segments, overview) with the token the page asked for; in a report, the same data is embedded
- * in the page (<script id="report-data" type="application/json">). Written for this project: no
+ * in the page (a JSON script element, id report-data). Written for this project: no
  * library, no network beyond the worker it came from. Every figure is also in a data-value
  * attribute (the JSON number as the API sent it), which the browser tests compare with the API. */
 (function () {

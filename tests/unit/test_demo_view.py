@@ -199,3 +199,17 @@ def test_a_tombstone_removes_an_erased_customer_from_the_tiers() -> None:
     assert "| erased 1" in render_compact(st).splitlines()[0]
     st.on_score({"customer_id": "c1", "tier": "bronze", "events_total": 1})  # starts afresh
     assert st.tier_counts()["bronze"] == 2 and st.scored == 10
+
+
+@pytest.mark.parametrize("width", [100, 80, 50])
+def test_the_dashboard_url_shows_beside_the_title_or_below_it(width: int) -> None:
+    st = _busy_state()
+    st.dashboard = "http://127.0.0.1:40001/"
+    view = render_full(st, "header", width, 24).splitlines()
+    assert all(len(line) < width for line in view), view
+    if width >= 80:
+        assert view[0].startswith("engagement demo") and view[0].endswith("dashboard http://127.0.0.1:40001/")
+    else:
+        assert view[1] == "dashboard http://127.0.0.1:40001/", view
+    assert any("produced 1,234,567" in line for line in view[:5]), view
+    assert "dashboard" not in render_full(_busy_state(), "header", width, 24)  # none: nothing shown
