@@ -29,7 +29,9 @@
   function fmtPct(v) { return isNum(v) ? (v * 100).toFixed(1) + " %" : "n/a"; }
   function fmtSigned(v) { return isNum(v) ? (v > 0 ? "+" : "") + v.toFixed(1) : "n/a"; }
   var FORMAT = { count: fmtCount, money: fmtMoney, ratio: fmtRatio, pct: fmtPct, signed: fmtSigned };
-  function fmtAt(at) { return at ? at.replace("T", " ").replace(/:\d\dZ$/, "Z").replace("Z", " UTC") : "n/a"; }
+  function fmtAt(at) {  // RFC 3339 UTC to the minute: 2024-07-08T01:51:10.696760Z -> 2024-07-08 01:51 UTC
+    return at ? at.replace(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(:\d\d(\.\d+)?)?Z$/, "$1 $2 UTC") : "n/a";
+  }
   function label(name) { return name.replace(/_/g, " "); }
 
   // -- DOM helpers (textContent only: ids and names never become markup) ---------------------------
