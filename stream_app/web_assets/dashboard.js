@@ -114,7 +114,7 @@
         el("span", { cls: "row-name tier-" + t, text: t }), bar(total ? n / total : 0, "tier-" + t),
         number("count", n, { cls: "row-num" }), el("span", { cls: "row-share", text: total ? fmtPct(n / total) : "" })));
     });
-    rows.appendChild(el("div", { cls: "row total" }, el("span", { cls: "row-name", text: "customers" }),
+    rows.appendChild(el("div", { cls: "row total" }, el("span", { cls: "row-name", text: "all customers" }),
       el("span"), number("count", total, { cls: "row-num", "data-total": "tiers" }), el("span")));
     fill("tiers", rows);
     var sc = ov.scope || {};
@@ -285,7 +285,7 @@
     var zero = down.length ? 6 + plot * upMax / (upMax + Math.max(downMax, 1)) : H - padB;
     var scale = (down.length ? plot / (upMax + Math.max(downMax, 1)) : (plot / upMax));
     var g = svg("svg", { viewBox: "0 0 " + W + " " + H, "class": "trend", role: "img" });
-    var bw = (W - padL - 4) / n;
+    var bw = Math.min((W - padL - 4) / n, 48);  // a few days do not make slabs
     for (var j = 0; j < days.length; j++) {
       var x = padL + j * bw, y = zero;
       series.forEach(function (s) {
@@ -311,8 +311,12 @@
       g.appendChild(bot);
     }
     if (days.length) {
-      [0, Math.floor((days.length - 1) / 2), days.length - 1].forEach(function (k, idx) {
-        var t = svg("text", { x: padL + (k + 0.5) * bw, y: H - 4, "class": "axis-label " + ["start", "middle", "end"][idx] });
+      var ticks = days.length < 3 ? (days.length === 1 ? [[0, "start"]] : [[0, "start"], [1, "start"]])
+        : [[0, "start"], [Math.floor((days.length - 1) / 2), "middle"], [days.length - 1, "end"]];
+      ticks.forEach(function (tk) {
+        var k = tk[0], anchor = days.length < 3 ? "middle" : tk[1];
+        var x = anchor === "start" ? padL + k * bw : anchor === "end" ? padL + (k + 1) * bw : padL + (k + 0.5) * bw;
+        var t = svg("text", { x: x, y: H - 4, "class": "axis-label " + anchor });
         t.textContent = days[k]; g.appendChild(t);
       });
     }

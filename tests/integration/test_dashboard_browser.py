@@ -10,7 +10,12 @@ Chromium that cannot start fails these tests (it never skips them): `.ci/run` in
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -250,3 +255,62 @@ def test_report_of_the_online_retail_replay_in_a_browser(chromium: Chromium, tmp
     assert "silver" in b.evaluate("document.querySelector('[data-field=tier_history]').textContent")
     b.screenshot("report-online-retail-customer.png")
     assert b.settle() == []  # no console error, and nothing blocked by the page's CSP (no fetch at all)
+
+
+# -- the demo's dashboard -----------------------------------------------------------------------------
+
+def test_the_demo_prints_a_dashboard_url_whose_page_shows_live_kpis(chromium: Chromium) -> None:
+    """`engagement demo` (what `make demo` runs): the URL it prints opens a page whose numbers are
+    GET /kpis's. The figures move every second, so the test keeps every document it reads, by
+    `as_of`, and compares the page with the one it shows (read in one step with its `as_of`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "stream_app", "demo", "--duration", "90", "--customers", "100",
+                             "--rate", "200"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            # SIGINT as a terminal would deliver it, even from a background job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None or not any(re.match(r"^\[\s*[\d.]+s\] .* scored [1-9]", x) for x in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+            m = next((re.match(r"^demo: dashboard (http://\S+/) ", x) for x in lines if x.startswith("demo: dash")), None)
+            url = m.group(1) if m else None
+            time.sleep(0.2)
+        assert url is not None
+        b = chromium
+        b.errors.clear()
+        b.goto(url)
+        b.wait_for("document.body.dataset.rendered", what="the demo dashboard's render")
+        seen: dict[str, dict[str, Any]] = {}
+        snapshot: Any = None
+        while time.monotonic() < deadline + 30:
+            status, doc = api(url.rstrip("/"), "/kpis", token=None)
+            if status == 200:
+                seen[doc["as_of"]] = doc
+            snapshot = b.evaluate("[document.getElementById('kpi-panel').dataset.asOf, " + CARDS_JS + "]")
+            doc = seen.get(snapshot[0])
+            if doc is not None and all(
+                    (None if v == "null" else float(v)) == (doc if w == "365" else doc["engagement_30d"])[n]
+                    for w, n, v, _ in snapshot[1]):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the page never showed a document GET /kpis answered: {snapshot}, {list(seen)[-5:]}")
+        for _, name, value, text in snapshot[1]:
+            kinds = KPIS_365 if name in KPIS_365 else KPIS_30
+            assert_number(text, kinds[name], None if value == "null" else float(value), name)
+        assert doc["orders"] > 0
+        b.screenshot("dashboard-demo.png")
+        assert b.settle() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        reader.join(5)
+    assert proc.returncode == 0, "".join(lines)[-3000:]
