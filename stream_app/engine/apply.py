@@ -58,6 +58,10 @@ class TypeRule:
         self.message = MESSAGE_FIELDS.index("_".join(MESSAGE_COUNTS[etype])) if etype in MESSAGE_COUNTS else -1
         self.channel = channel  # the type's own channel when the event names none (canonical)
         self.activity = etype not in NOT_ACTIVITY  # moves last_activity_at and the channels
+        #: set by `Scoring`: the segments reading a field this type changes (`SegmentSet.by_type`),
+        #: and whether it is a clicks-topic type (`SegmentSet.clicks_type`)
+        self.segment_mask = 0
+        self.clicks = False
 
     def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
         """Add the event to the store KPIs; return its weight w in the score (SPEC §3)."""
@@ -191,6 +195,9 @@ class Scoring:
         self.decay = -LN2 / config.half_life  # S(T) = S(t)·exp((T − t)·decay)
         self.channels = Channels(config.channels)
         self.rules: dict[str, TypeRule] = type_rules(config, self.channels)
+        for etype, rule in self.rules.items():
+            rule.segment_mask = self.segment_set.by_type[etype]
+            rule.clicks = self.segment_set.clicks_type[etype]
         #: (deadline, customer_id) of cart timers; stale entries are skipped when popped
         self.timers: list[tuple[int, str]] = []
         #: day index of a midnight -> customers that sweep must look at (may hold stale ids)
@@ -235,6 +242,10 @@ class Scoring:
             c.s_ref = c.s_ref * math.exp((t - c.t_ref) * self.decay) + w
             c.t_ref = t
         c.events_total += 1
+        tier_before = c.tier
+        # §10 fields this event may leave unchanged: segments reading only unchanged ones keep
+        # their membership (a partial evaluation, below)
+        activity_day_moved = channels_moved = False
         if rule.activity:
             la = c.last_activity
             if la is None or t > la:
@@ -246,8 +257,9 @@ class Scoring:
                     c.churn_alerted = False  # last_activity_at moved forward: a new inactivity spell
                 if day != old_day:
                     self.kpis.move_active(old_day, day)
+                    activity_day_moved = True
             ch = ev.channel
-            touch_channel(self.kpis, c, self.channels.of(ch) if ch else rule.channel, day_obj)
+            channels_moved = touch_channel(self.kpis, c, self.channels.of(ch) if ch else rule.channel, day_obj)
         if rule.message >= 0:
             add_message_bucket(c, day_obj, rule.message, self.config.activity_window_days)
         rule.customer(self, c, ev, at, day_obj)
@@ -267,15 +279,26 @@ class Scoring:
         partial = False
         if self.has_segments:
             ss = self.segment_set
-            # Only the segments this type can change (`touched`) when nothing else can have
-            # changed since the customer's last evaluation: on the day of its previous clock, or
-            # when every midnight since that day has been swept (a sweep re-evaluated it at each
-            # midnight where time could change one of its segments: the sweep index)
+            # Only the segments reading a field this event changed (`touched`) when nothing else
+            # can have changed since the customer's last evaluation: on the day of its previous
+            # clock, or when every midnight since that day has been swept (a sweep re-evaluated it
+            # at each midnight where time could change one of its segments: the sweep index)
             fs = self.first_sweep
             partial = not first and (when // DAY == previous_day
                                      or (fs is not None and (previous_day + 1) * DAY >= fs))
-            change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes,
-                                 ss.by_type[ev.type] if partial else ss.all)
+            if partial:
+                mask = rule.segment_mask
+                if c.tier != tier_before:
+                    mask |= ss.reads_tier
+                if activity_day_moved:
+                    mask |= ss.reads_activity_day
+                if channels_moved:
+                    mask |= ss.reads_channels
+            else:
+                mask = ss.all
+            if rule.clicks:
+                mask &= ~c.segments_quiet
+            change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes, mask)
         a = rule.alert(c, ev, self.config)
         if a is not None:
             self.alerts.append(a)

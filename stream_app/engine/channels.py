@@ -30,14 +30,15 @@ class Channels:
         return ch
 
 
-def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt) -> None:
+def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt) -> bool:
     """An activity event on channel `ch` (None: none) on `day`: the customer's latest day on it,
-    and the KPI histograms of per-channel days and of the second-latest of them (omnichannel)."""
+    and the KPI histograms of per-channel days and of the second-latest of them (omnichannel).
+    Returns whether the customer's channel days changed (segments reading them: `Scoring.apply`)."""
     if ch is None:
-        return
+        return False
     cd = c.channel_days
     if cd and cd[0] == ch and cd[1] >= day:
-        return  # the common case: the customer's first channel, already seen that day
+        return False  # the common case: the customer's first channel, already seen that day
     n = len(cd)
     i = 0
     while i < n and cd[i] != ch:
@@ -45,7 +46,7 @@ def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt)
     if i < n:
         old = cd[i + 1]
         if old >= day:
-            return
+            return False
         before = second_day(cd) if n > 2 else -1
         cd[i + 1] = day
     else:
@@ -57,6 +58,7 @@ def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt)
         after = second_day(cd)
         if after != before:
             kpis.move_omni(before, after)
+    return True
 
 
 def forget_channels(kpis: KpiPartial, c: Customer) -> None:

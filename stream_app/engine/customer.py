@@ -48,6 +48,8 @@ class Customer:
         "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
         "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
         "last_nps", "last_nps_at", "segments",
+        # derived, not persisted (formats.DERIVED_FIELDS): what the next evaluation may skip
+        "segments_live", "segments_quiet",
     )
 
     def __init__(self, customer_id: str, t: int) -> None:
@@ -86,6 +88,10 @@ class Customer:
         self.last_nps_at: int | None = None
         #: the segments held (SPEC §10): bit i = the i-th definition (`segments.SegmentSet`)
         self.segments = 0
+        #: segments time alone may change (`SegmentSet.evaluate`); -1, all, until evaluated
+        self.segments_live = -1
+        #: segments held false by a predicate that no clicks-topic event can make true
+        self.segments_quiet = 0
 
     @property
     def clock(self) -> int:

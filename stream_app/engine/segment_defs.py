@@ -91,7 +91,8 @@ class SegmentError(ValueError):
 class Predicate:
     """`[field, op, value]`, compiled: numbers rounded to 9 places once, tiers as indexes."""
 
-    __slots__ = ("field", "op", "number", "tiers", "channel", "source")
+    __slots__ = ("field", "op", "number", "tiers", "channel", "source", "tier_bits", "dead_if_false", "timed",
+                 "quiet")
 
     def __init__(self, field: int, op: int, number: float, tiers: frozenset[int], channel: str,
                  source: list[Any]) -> None:
@@ -101,6 +102,39 @@ class Predicate:
         self.tiers = tiers
         self.channel = channel
         self.source = source  # as written: GET /segments shows it
+        #: `tier`: bit i set when tier i satisfies the predicate (`!=` and `not_in` inverted here)
+        bits = sum(1 << t for t in tiers)
+        self.tier_bits = bits ^ ((1 << len(TIERS)) - 1) if op == NE or op == NOT_IN else bits
+        #: set by `segments.SegmentSet`: once false, only an event can make it true
+        self.dead_if_false = False
+        #: set by `segments.SegmentSet`: time alone can change it (a midnight, the score's decay)
+        self.timed = False
+        #: set by `segments.SegmentSet`: no clicks-topic event changes its field
+        self.quiet = False
+
+    def test(self, x: float) -> bool:
+        """A numeric field's predicate against its value, NaN standing for null (`holds`)."""
+        op = self.op
+        if op == IS_NULL:
+            return x != x
+        if op == NOT_NULL:
+            return x == x
+        if x != x:  # null fails every comparison, != included
+            return False
+        n = self.number
+        if x != n and -1e-6 < x - n < 1e-6:  # rounding moves x by at most 5e-10: only near n can it matter
+            x = round(x, 9)
+        if op == LT:
+            return x < n
+        if op == LE:
+            return x <= n
+        if op == GT:
+            return x > n
+        if op == GE:
+            return x >= n
+        if op == EQ:
+            return x == n
+        return x != n
 
 
 class Segment:
@@ -237,41 +271,3 @@ BUILTIN_SOURCE = json.dumps(BUILTIN)
 
 def builtin_segments(channels: tuple[str, ...]) -> tuple[Segment, ...]:
     return definitions_from(json.loads(BUILTIN_SOURCE), channels)
-
-
-
-def holds(p: Predicate, value: Any) -> bool:
-    """One predicate against one field value (SPEC §10: a null field fails every comparison)."""
-    op = p.op
-    if op == IS_NULL:
-        return value is None
-    if op == NOT_NULL:
-        return value is not None
-    if value is None:
-        return False
-    if p.field == TIER:
-        inside = value in p.tiers
-        return inside if op == EQ or op == IN else not inside
-    if p.field == CHANNELS_30D:
-        return (p.channel in value) == (op == CONTAINS)
-    # both sides rounded to 9 places (§10); n already is. An int is already whole (its float
-    # exact up to 2^53); rounding moves a float by at most 5e-10, so it can change the outcome
-    # only near n, and only there is the (slower) round needed
-    n = p.number
-    if type(value) is int:
-        x = float(value)
-    else:
-        x = value
-        if -1e-6 < x - n < 1e-6:
-            x = round(x, 9)
-    if op == LT:
-        return x < n
-    if op == LE:
-        return x <= n
-    if op == GT:
-        return x > n
-    if op == GE:
-        return x >= n
-    if op == EQ:
-        return x == n
-    return x != n

@@ -22,7 +22,7 @@ import functools
 import hashlib
 import json
 import math
-from typing import Any, Final
+from typing import Final
 
 from stream_app.engine.clock import DAY, format_instant
 from stream_app.engine.config import EngineConfig
@@ -61,14 +61,10 @@ from stream_app.engine.segment_defs import (
     TIER,
     Predicate,
     Segment,
-    holds,
     parse_segments,
 )
 
 LN2: Final = math.log(2.0)
-#: a field value not computed yet in this evaluation
-_UNSET: Final[Any] = object()
-_N_FIELDS: Final = len(FIELD_NAMES)
 
 
 @functools.lru_cache(maxsize=32)
@@ -81,11 +77,53 @@ def segment_set(config: EngineConfig) -> SegmentSet:
 
 def segment_change(customer_id: str, segment: str, entered: bool, at: int, reason: str) -> SegmentChange:
     """The `engagement.segment-changes` record (SPEC §10)."""
+    return _change(customer_id, segment, entered, format_instant(at), reason)
+
+
+def _change(customer_id: str, segment: str, entered: bool, at: str, reason: str) -> SegmentChange:
     return {"customer_id": customer_id, "segment": segment, "change": "entered" if entered else "left",
-            "at": format_instant(at), "reason": reason}
+            "at": at, "reason": reason}
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+NAN: Final = math.nan  # a null numeric field: fails every comparison (`Predicate.test`)
+# which field groups `_Values` holds for the evaluation in progress
+_H_SCORE: Final = 1
+_H_ORDERS: Final = 2
+_H_ACTIVITY: Final = 4
+_H_CHANNEL_COUNT: Final = 8
+_H_CHANNELS: Final = 16
+
+
+class _Rule:
+    """One segment, compiled for evaluation: its bit, its predicates cheapest first (a segment is
+    an AND: stop at the first false) and those time alone can change."""
+
+    def __init__(self, bit: int, preds: list[Predicate], timed: list[Predicate]) -> None:
+        self.bit = bit
+        self.preds = preds
+        self.timed = timed
+        self.has_timed = len(timed) > 0
+
+
+class _Values:
+    """The field values of the evaluation in progress, each computed once. One per `SegmentSet`,
+    reused (evaluations never interleave): native attributes, so the compiled engine neither
+    allocates nor boxes per evaluation."""
+
+    def __init__(self) -> None:
+        self.have = 0  # _H_* bits
+        self.score = 0.0
+        self.orders = 0.0
+        self.guests = 0.0
+        self.revenue = 0.0
+        self.aov = NAN
+        self.clicks = 0.0
+        self.social = 0.0
+        self.channel_count = 0.0
+        self.channels: list[str] = []
+
+
 class SegmentSet:
     """The configured definitions, compiled, with what evaluation needs to know about them."""
 
@@ -100,10 +138,27 @@ class SegmentSet:
         self.order_window_days = order_window_days
         self.activity_window_days = activity_window_days
         self.half_life = half_life
-        #: predicates in order of cost (a segment is an AND: stop at the first false, cheapest first)
-        self.ordered: list[list[Predicate]] = [sorted(s.when, key=lambda p: _COST[p.field]) for s in segments]
-        #: per segment, in `ordered` order: once false, the predicate stays false until an event
-        self.dead_if_false: list[list[bool]] = [[static_false(p) for p in preds] for preds in self.ordered]
+        # what a clicks-topic event may change: its `touched` fields and the three it changes
+        # only sometimes (most events are clicks: a segment held false by a predicate on another
+        # field is skipped for them, `Customer.segments_quiet`)
+        clicks_fields = {TIER, DAYS_SINCE_LAST_ACTIVITY, CHANNELS_30D, CHANNEL_COUNT_30D}
+        for etype, topic in TOPIC_OF_TYPE.items():
+            if topic == CLICKS:
+                clicks_fields |= touched(etype, topic)
+        for s in segments:
+            for p in s.when:
+                p.dead_if_false = static_false(p)
+                p.timed = time_class(p) != STATIC
+                p.quiet = p.field not in clicks_fields
+        #: event type -> whether it is a clicks-topic event (it leaves quiet segments false)
+        self.clicks_type = {etype: topic == CLICKS for etype, topic in TOPIC_OF_TYPE.items()}
+        # cheapest first, except that predicates only a non-clicks event can make true come
+        # before all others: when one is false, the segment is quiet (`segments_quiet`) and
+        # most events skip it
+        self.rules = [_Rule(1 << k, sorted(s.when, key=lambda p: (not (p.dead_if_false and p.quiet), _COST[p.field])),
+                            [p for p in s.when if p.timed]) for k, s in enumerate(segments)]
+        #: mask -> the rules it selects, in definition order (filled as masks occur)
+        self._selected: dict[int, list[_Rule]] = {}
         #: event type -> mask of the segments that read a field the type can change (`touched`)
         self.by_type: dict[str, int] = {}
         for etype, topic in TOPIC_OF_TYPE.items():
@@ -113,59 +168,97 @@ class SegmentSet:
                 if s.fields & fields_touched:
                     mask |= 1 << k
             self.by_type[etype] = mask
+        # what an event changes only sometimes (`touched` leaves these out; `Scoring.apply` adds
+        # the segments reading them when the event did change them)
+        self.reads_tier = _reading(segments, (TIER,))
+        self.reads_activity_day = _reading(segments, (DAYS_SINCE_LAST_ACTIVITY,))
+        self.reads_channels = _reading(segments, (CHANNELS_30D, CHANNEL_COUNT_30D))
         self.all = (1 << len(segments)) - 1
         #: identifies the definitions (names and predicates, in order): state built under others
         #: is re-evaluated at restart (`Unit.from_parts`)
         self.digest = hashlib.sha256(json.dumps([s.definition() for s in segments]).encode()).hexdigest()[:16]
-        #: per segment, its predicates that time alone can change (a midnight, or the score's decay)
-        self.timed_preds: list[list[Predicate]] = [[p for p in s.when if time_class(p) != STATIC]
-                                                  for s in segments]
         #: some predicate may change without an event (else no customer needs the sweep index)
-        self.timed = any(self.timed_preds)
+        self.timed = any(r.has_timed for r in self.rules)
+        #: the segments with a predicate time alone can change (what a sweep re-evaluates)
+        self.timed_mask = sum(r.bit for r in self.rules if r.has_timed)
+        self.vals = _Values()
+        # the `at` of the last change record: a sweep dates all its changes at one midnight
+        self._at = -1
+        self._at_text = ""
 
     def __len__(self) -> int:
         return len(self.segments)
 
-    def _fill(self, c: Customer, t: int, field: int, v: list[Any]) -> Any:
-        """Compute `field` at instant `t` into `v` (with the fields computed alongside it)."""
-        if field == SCORE:
-            s = c.s_ref if t == c.t_ref else c.s_ref * math.exp(-(t - c.t_ref) / self.half_life * LN2)
-            v[SCORE] = max(0.0, s)  # as Customer.score_at and the record compute it
-        elif ORDERS_365D <= field <= AOV_365D:  # ORDER_WINDOW_FIELDS
-            orders, guests, revenue = c.window_orders(t, self.order_window_days)
-            v[ORDERS_365D], v[GUEST_ORDERS_365D], v[REVENUE_365D] = orders, guests, revenue
-            v[AOV_365D] = revenue / orders if orders else None
-        elif field == CLICKS_30D or field == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
-            v[CLICKS_30D], v[SOCIAL_30D] = c.window_activity(t, self.activity_window_days)
-        elif field == CHANNEL_COUNT_30D:  # the count needs no sorted list
-            first = t // DAY - (self.activity_window_days - 1)
-            cd = c.channel_days
-            n = 0
-            for k in range(1, len(cd), 2):
-                if cd[k] >= first:
-                    n += 1
-            v[field] = n
-        elif field == CHANNELS_30D:
-            v[field] = c.window_channels(t, self.activity_window_days)
-        elif field == DAYS_SINCE_LAST_ORDER:
+    def _num(self, c: Customer, t: int, f: int) -> float:
+        """Numeric field `f` at instant `t` (NaN: null); windows and the score once per evaluation."""
+        vals = self.vals
+        if f == DAYS_SINCE_LAST_ORDER:
             lo = c.last_order_at
-            v[field] = None if lo is None else t // DAY - lo // DAY
-        elif field == DAYS_SINCE_LAST_ACTIVITY:
+            return NAN if lo is None else float(t // DAY - lo // DAY)
+        if f == DAYS_SINCE_LAST_ACTIVITY:
             la = c.last_activity
-            v[field] = None if la is None else t // DAY - la // DAY
-        elif field == POINTS:
-            v[field] = c.points
-        elif field == ORDERS_TOTAL:
-            v[field] = c.orders_total
-        elif field == REVENUE_TOTAL:
-            v[field] = c.revenue_total
-        elif field == EVENTS_TOTAL:
-            v[field] = c.events_total
-        elif field == LAST_NPS:
-            v[field] = c.last_nps
-        else:  # TIER: the tier held (after the tier evaluation at t)
-            v[field] = c.tier
-        return v[field]
+            return NAN if la is None else float(t // DAY - la // DAY)
+        if f == ORDERS_TOTAL:
+            return float(c.orders_total)
+        if f == SCORE:
+            if not vals.have & _H_SCORE:
+                s = c.s_ref if t == c.t_ref else c.s_ref * math.exp(-(t - c.t_ref) / self.half_life * LN2)
+                vals.score = max(0.0, s)  # as Customer.score_at and the record compute it
+                vals.have |= _H_SCORE
+            return vals.score
+        if ORDERS_365D <= f <= AOV_365D:  # ORDER_WINDOW_FIELDS
+            if not vals.have & _H_ORDERS:
+                orders, guests, revenue = c.window_orders(t, self.order_window_days)
+                vals.orders = float(orders)
+                vals.guests = float(guests)
+                vals.revenue = revenue
+                vals.aov = revenue / orders if orders else NAN
+                vals.have |= _H_ORDERS
+            if f == ORDERS_365D:
+                return vals.orders
+            if f == GUEST_ORDERS_365D:
+                return vals.guests
+            return vals.revenue if f == REVENUE_365D else vals.aov
+        if f == CLICKS_30D or f == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
+            if not vals.have & _H_ACTIVITY:
+                clicks, social = c.window_activity(t, self.activity_window_days)
+                vals.clicks = float(clicks)
+                vals.social = float(social)
+                vals.have |= _H_ACTIVITY
+            return vals.clicks if f == CLICKS_30D else vals.social
+        if f == CHANNEL_COUNT_30D:  # the count needs no sorted list
+            if not vals.have & _H_CHANNEL_COUNT:
+                first = t // DAY - (self.activity_window_days - 1)
+                cd = c.channel_days
+                n = 0
+                for k in range(1, len(cd), 2):
+                    d: int = cd[k]  # typed: compared as a native int
+                    if d >= first:
+                        n += 1
+                vals.channel_count = float(n)
+                vals.have |= _H_CHANNEL_COUNT
+            return vals.channel_count
+        if f == POINTS:
+            return float(c.points)
+        if f == REVENUE_TOTAL:
+            return float(c.revenue_total)
+        if f == EVENTS_TOTAL:
+            return float(c.events_total)
+        nps = c.last_nps  # LAST_NPS
+        return NAN if nps is None else float(nps)
+
+    def _holds(self, c: Customer, t: int, p: Predicate) -> bool:
+        f = p.field
+        if f == TIER:  # the tier held (after the tier evaluation at t)
+            tier = c.tier
+            return tier >= 0 and p.tier_bits >> tier & 1 == 1
+        if f == CHANNELS_30D:
+            vals = self.vals
+            if not vals.have & _H_CHANNELS:
+                vals.channels = c.window_channels(t, self.activity_window_days)
+                vals.have |= _H_CHANNELS
+            return (p.channel in vals.channels) == (p.op == CONTAINS)
+        return p.test(self._num(c, t, f))
 
     def evaluate(self, c: Customer, at: int, reason: str, counts: dict[str, int],
                  out: list[SegmentChange], mask: int) -> int:
@@ -176,55 +269,65 @@ class SegmentSet:
         a membership (-1: none before the next event), never later than the real change. Only
         segments time can change count: one with a false predicate that time cannot make true
         (`static_false`) waits for an event. `mask`: the segments to evaluate; the others keep
-        their membership (an event on the day of the customer's previous one: see `touched`)."""
-        v: list[Any] = [_UNSET] * _N_FIELDS
-        bits = 0
-        bit = 1
+        their membership (an event on the day of the customer's previous one: see `touched`).
+
+        Records on the customer what the next evaluation may skip: `segments_live`, the segments
+        time alone may change (all a sweep need evaluate), and `segments_quiet`, those held false
+        by a predicate no clicks-topic event changes."""
+        if not mask:
+            return -1
+        self.vals.have = 0
         day = at // DAY
         best = -1
-        i = 0
         held = c.segments
-        for preds in self.ordered:
-            if not mask & bit:
-                bits |= held & bit
-                bit <<= 1
-                i += 1
-                continue
+        bits = held & ~mask
+        live_bits = c.segments_live & ~mask
+        quiet_bits = c.segments_quiet & ~mask
+        selected = self._selected.get(mask)
+        if selected is None:
+            if len(self._selected) >= 4096:  # a handful of masks occur; bound it all the same
+                self._selected.clear()
+            selected = self._selected[mask] = [r for r in self.rules if mask & r.bit]
+        for rule in selected:
+            bit = rule.bit
             inside = True
-            timed = self.timed_preds[i]
-            live = len(timed) > 0
-            dead = self.dead_if_false[i]
-            for j, p in enumerate(preds):
-                x = v[p.field]
-                if x is _UNSET:
-                    x = self._fill(c, at, p.field, v)
-                if not holds(p, x):
+            live = rule.has_timed
+            for p in rule.preds:
+                if not self._holds(c, at, p):
                     inside = False
-                    if not live or dead[j]:
+                    if not live or p.dead_if_false:
                         live = False
+                        if p.quiet:
+                            quiet_bits |= bit
                         break
             if inside:
                 bits |= bit
             if live:
-                for p in timed:
-                    d = self._flip_day(c, p, at, day, v)
+                live_bits |= bit
+                for p in rule.timed:
+                    d = self._flip_day(c, p, at, day)
                     if d >= 0 and (best < 0 or d < best):
                         best = d
-            bit <<= 1
-            i += 1
-        diff = bits ^ c.segments
+        c.segments_live = live_bits
+        c.segments_quiet = quiet_bits
+        diff = bits ^ held
         if diff:
             cid = c.customer_id
+            if at != self._at:
+                self._at = at
+                self._at_text = format_instant(at)
+            text = self._at_text
             for k, name in enumerate(self.names):
                 if diff >> k & 1:
                     entered = bits >> k & 1 == 1
                     counts[name] += 1 if entered else -1
-                    out.append(segment_change(cid, name, entered, at, reason))
+                    out.append(_change(cid, name, entered, text, reason))
             c.segments = bits
         return best
 
-    def _flip_day(self, c: Customer, p: Predicate, at: int, day: int, v: list[Any]) -> int:
-        """The first midnight after day `day` at which p's field may change without an event."""
+    def _flip_day(self, c: Customer, p: Predicate, at: int, day: int) -> int:
+        """The first midnight after day `day` at which p's truth changes without an event (exact
+        for day counts and windows; for the score, the midnight before the crossing)."""
         f = p.field
         if f == DAYS_SINCE_LAST_ORDER or f == DAYS_SINCE_LAST_ACTIVITY:
             last = c.last_order_at if f == DAYS_SINCE_LAST_ORDER else c.last_activity
@@ -232,38 +335,111 @@ class SegmentSet:
                 return -1
             base = last // DAY
             x0 = day - base
-            now = holds(p, x0)
+            now = p.test(float(x0))
             # a whole-day count against a number changes its truth at floor(n) or floor(n) + 1
-            k = math.floor(p.number) if math.isfinite(p.number) else x0
-            for x in (k, k + 1):
-                if x > x0 and holds(p, x) != now:
-                    return base + x
+            x = math.floor(p.number) if math.isfinite(p.number) else x0
+            if x > x0 and p.test(float(x)) != now:
+                return base + x
+            x += 1
+            if x > x0 and p.test(float(x)) != now:
+                return base + x
             return -1
         if ORDERS_365D <= f <= AOV_365D:  # ORDER_WINDOW_FIELDS
-            return _leaves_window(c.order_buckets, 4, self.order_window_days, day)
+            return self._order_window_flip(c, p, day)
         if f == CLICKS_30D or f == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
-            return _leaves_window(c.activity_buckets, 3, self.activity_window_days, day)
+            return self._activity_window_flip(c, p, day)
         if f == CHANNEL_COUNT_30D or f == CHANNELS_30D:  # CHANNEL_FIELDS
-            cd = c.channel_days
-            w = self.activity_window_days
-            best = -1
-            for i in range(1, len(cd), 2):
-                leave = cd[i] + w
-                if leave > day and (best < 0 or leave < best):
-                    best = leave
-            return best
+            return self._channel_flip(c, p, day)
         # SCORE: max(0, S) only decays; it crosses n where S(t) = n (round(S, 9) reaches 0 once S < 5e-10)
         if c.s_ref <= 0:
             return -1
         level = p.number if p.number > 0 else 5e-10
-        s = v[SCORE]
-        if s is _UNSET:
-            s = self._fill(c, at, SCORE, v)
-        if s <= level:
+        if self._num(c, at, SCORE) <= level:
             return -1
         cross = c.t_ref + self.half_life * math.log2(c.s_ref / level)
         d = int(cross) // DAY  # the midnight at or before the crossing: the float may err either way
         return d if d > day else day + 1
+
+    def _order_window_flip(self, c: Customer, p: Predicate, day: int) -> int:
+        """The first day after `day` when a bucket leaving the order window changes p's truth."""
+        b = c.order_buckets
+        w = self.order_window_days
+        lo = day - (w - 1)
+        orders = guests = 0
+        revenue = 0.0
+        for i in range(0, len(b), 4):
+            if b[i] >= lo:
+                orders += b[i + 1]
+                guests += b[i + 2]
+                revenue += b[i + 3]
+        f = p.field
+        now = p.test(_order_field(f, orders, guests, revenue))
+        for i in range(0, len(b), 4):  # day-ordered: they leave in this order
+            if b[i] >= lo:
+                orders -= b[i + 1]
+                guests -= b[i + 2]
+                if f == REVENUE_365D or f == AOV_365D:
+                    # summed again, in the order `Customer.window_orders` sums: a difference
+                    # could round the other way
+                    revenue = 0.0
+                    for j in range(i + 4, len(b), 4):
+                        revenue += b[j + 3]
+                if p.test(_order_field(f, orders, guests, revenue)) != now:
+                    return b[i] + w
+        return -1
+
+    def _activity_window_flip(self, c: Customer, p: Predicate, day: int) -> int:
+        """The first day after `day` when a bucket leaving the activity window changes p's truth."""
+        b = c.activity_buckets
+        w = self.activity_window_days
+        lo = day - (w - 1)
+        k = 1 if p.field == CLICKS_30D else 2
+        n = 0
+        for i in range(0, len(b), 3):
+            if b[i] >= lo:
+                n += b[i + k]
+        now = p.test(float(n))
+        for i in range(0, len(b), 3):
+            if b[i] >= lo:
+                n -= b[i + k]
+                if p.test(float(n)) != now:
+                    return b[i] + w
+        return -1
+
+    def _channel_flip(self, c: Customer, p: Predicate, day: int) -> int:
+        """The first day after `day` when a channel leaving the activity window changes p's truth."""
+        cd = c.channel_days
+        w = self.activity_window_days
+        lo = day - (w - 1)
+        if p.field == CHANNELS_30D:  # contains or not: changes when that channel leaves
+            for i in range(0, len(cd), 2):
+                if cd[i] == p.channel:
+                    return cd[i + 1] + w if cd[i + 1] >= lo else -1
+            return -1
+        n = 0
+        for i in range(1, len(cd), 2):
+            d: int = cd[i]  # typed: compared as a native int
+            if d >= lo:
+                n += 1
+        now = p.test(float(n))
+        after = day
+        while n > 0:  # the channels leave in the order of their days (a handful: no sort)
+            leave = -1
+            for i in range(1, len(cd), 2):
+                d = cd[i]
+                d += w
+                if d > after and (leave < 0 or d < leave):
+                    leave = d
+            if leave < 0:
+                return -1
+            for i in range(1, len(cd), 2):
+                d = cd[i]
+                if d + w == leave:
+                    n -= 1
+            if p.test(float(n)) != now:
+                return leave
+            after = leave
+        return -1
 
     def leave_all(self, c: Customer, at: int, counts: dict[str, int], out: list[SegmentChange]) -> None:
         """SPEC §10 erasure: the customer leaves every segment it holds, at `at` (the watermark)."""
@@ -290,19 +466,28 @@ _COST.update({DAYS_SINCE_LAST_ORDER: 1, DAYS_SINCE_LAST_ACTIVITY: 1, SCORE: 2, C
 _ORDER_FIELDS = frozenset((POINTS, ORDERS_365D, GUEST_ORDERS_365D, REVENUE_365D, AOV_365D, ORDERS_TOTAL,
                            REVENUE_TOTAL, DAYS_SINCE_LAST_ORDER))
 _REFUND_FIELDS = frozenset((POINTS, REVENUE_365D, AOV_365D, REVENUE_TOTAL))
-_ACTIVITY_FIELDS = frozenset((DAYS_SINCE_LAST_ACTIVITY, CHANNELS_30D, CHANNEL_COUNT_30D))
+
+
+def _reading(segments: tuple[Segment, ...], fields: tuple[int, ...]) -> int:
+    """The mask of the segments that read any of `fields`."""
+    mask = 0
+    for k, s in enumerate(segments):
+        if any(f in s.fields for f in fields):
+            mask |= 1 << k
+    return mask
 
 
 def touched(etype: str, topic: str) -> frozenset[int]:
-    """The §10 fields an applied event of this type can change at its customer, besides time.
+    """The §10 fields an applied event of this type changes at its customer, besides time, and
+    besides three it changes only sometimes, which `Scoring.apply` checks: the tier (when the tier
+    evaluation changed it), `days_since_last_activity` (when the day of the last activity moved)
+    and the channel fields (when a channel's latest day moved).
 
-    Every event moves the score (a weight, or the decay to a later instant) and events_total, and
-    may change the tier. Within one UTC day nothing else changes with time (windows and day
-    counts move at midnights), so an event on the day of the customer's previous event need only
-    re-evaluate the segments that read these fields (`SegmentSet.by_type`)."""
-    out = {SCORE, EVENTS_TOTAL, TIER}
-    if etype not in NOT_ACTIVITY:
-        out |= _ACTIVITY_FIELDS
+    Every event moves the score (a weight, or the decay to a later instant) and events_total.
+    Within one UTC day nothing else changes with time (windows and day counts move at
+    midnights), so an event on the day of the customer's previous event need only re-evaluate
+    the segments that read the fields it changed (`SegmentSet.by_type`)."""
+    out = {SCORE, EVENTS_TOTAL}
     if etype == ORDER_PLACED:
         out |= _ORDER_FIELDS
     elif etype == ORDER_REFUNDED:
@@ -347,10 +532,12 @@ def static_false(p: Predicate) -> bool:
     return False
 
 
-def _leaves_window(b: list[Any], stride: int, window: int, day: int) -> int:
-    """The first day after `day` on which a bucket of the flat, day-ordered list leaves the window."""
-    for i in range(0, len(b), stride):
-        leave = b[i] + window
-        if leave > day:
-            return leave
-    return -1
+def _order_field(f: int, orders: int, guests: int, revenue: float) -> float:
+    """An order-window field from the window's sums (NaN: a null aov)."""
+    if f == ORDERS_365D:
+        return float(orders)
+    if f == GUEST_ORDERS_365D:
+        return float(guests)
+    if f == REVENUE_365D:
+        return revenue
+    return revenue / orders if orders else NAN

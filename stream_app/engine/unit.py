@@ -152,11 +152,16 @@ class Unit(Scoring):
             a = churn_risk(c, midnight, cfg)  # before the sweep's demotion (SPEC §6)
             if a is not None:
                 self.alerts.append(a)
+            tier_before = c.tier
             self.evaluate_tier(c, midnight, c.score_at(midnight, cfg.half_life), "sweep")
             change = -1
             if self.has_segments:
-                change = self.segment_set.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes,
-                                                    self.segment_set.all)
+                ss = self.segment_set
+                # at a midnight only time and the tier change: the segments time may change (live:
+                # no false predicate that only an event can make true) and those reading the tier
+                live = c.segments_live & ss.timed_mask
+                mask = live | ss.reads_tier if c.tier != tier_before else live
+                change = ss.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes, mask)
             self.reschedule(c, midnight, change)
             self.changed.add(cid)
 
