@@ -302,7 +302,9 @@ class Scoring:
         a = rule.alert(c, ev, self.config)
         if a is not None:
             self.alerts.append(a)
-        if c.tier >= SILVER or c.due_day >= 0 or self.segments_timed:
+        # a bronze customer with nothing indexed whose partial evaluation found no new change day
+        # stays unindexed (what `reschedule` would conclude)
+        if c.tier >= SILVER or c.due_day >= 0 or change >= 0 or (self.segments_timed and not partial):
             self.reschedule(c, watermark, change, partial)
         self.changed.add(cid)
 
