@@ -239,14 +239,40 @@ def bracket(model: ClvModel, x: int, age: float, horizon: float) -> float:
     if s is not None:
         return s
     z = horizon / (base + horizon)
-    # k = (1−z)^(r+x), in logs (r+x may be large)
-    k = math.exp(rx * math.log1p(-z))
+    log_k = rx * math.log1p(-z)  # k = (1−z)^(r+x): tiny when r+x is large, and ₂F₁ then huge
     if c > 0.0:
-        return c / (a - 1.0) * (1.0 - k * hyp2f1(rx, model.b + x, c, z))
+        return c / (a - 1.0) * (1.0 - _scaled_hyp2f1(rx, model.b + x, c, z, log_k))
+    k = math.exp(log_k)
     # x = 0 and a + b < 1: c in (−1, 0]; c·(₂F₁ − 1) = Σ_{n≥1} (r)_n (b)_n/((c+1)_(n−1) n!) z^n, every
     # term positive, so no pole at c = 0
     g = _shifted_series(rx, model.b + x, c, z)
     return (c * (1.0 - k) - k * g) / (a - 1.0)
+
+
+def _scaled_hyp2f1(a: float, b: float, c: float, z: float, log_k: float) -> float:
+    """e^log_k · ₂F₁(a, b; c; z) (a, b, c > 0, 0 ≤ z < 1) by `hyp2f1`'s series, rescaled as it grows
+    so that neither factor overflows or underflows when the product does not."""
+    s = 1.0
+    t = 1.0
+    shift = 0.0
+    n = 0
+    while n < _MAX_TERMS:
+        t *= (a + n) * z / (n + 1.0) * ((b + n) / (c + n))
+        s += t
+        n += 1
+        if s > 1e200:
+            s *= 1e-200
+            t *= 1e-200
+            shift += 200.0 * _LN10
+        if t <= _EPS * s:
+            ratio = (a + n) * z / (n + 1.0) * ((b + n) / (c + n))
+            if ratio < 1.0:
+                s += t * ratio / (1.0 - ratio)
+                return s * math.exp(log_k + shift)
+    raise ArithmeticError(f"clv: ₂F₁({a!r}, {b!r}, {c!r}, {z!r}): no convergence in {_MAX_TERMS} terms")
+
+
+_LN10: Final = math.log(10.0)
 
 
 def _shifted_series(a: float, b: float, c: float, z: float) -> float:
