@@ -72,8 +72,8 @@ LIBRARIES = {
     if not set(doc) - {"$schema", "$id", "title", "description", "$comment", "$defs"}
 }
 #: Input files that are not messages: settings files, checked against their parser by their own test
-#: module (segments_file: tests/unit/test_segment_schemas.py).
-SETTINGS_FILE_SCHEMAS = {"segments_file"}
+#: module (segments_file: tests/unit/test_segment_schemas.py; clv_model: tests/unit/test_clv_schemas.py).
+SETTINGS_FILE_SCHEMAS = {"segments_file", "clv_model"}
 INPUT_SCHEMAS = {n for n, p in SCHEMA_FILES.items() if p.parent.name == "input"} - SETTINGS_FILE_SCHEMAS
 OUTPUT_SCHEMAS = {n for n, p in SCHEMA_FILES.items() if p.parent.name == "output"}
 
