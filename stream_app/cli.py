@@ -160,7 +160,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except (ReplayError, FitError) as exc:
         print(f"engagement fit: error: {exc}", file=sys.stderr)
         return 2
-    from stream_app.clv_model import model_document
+    from stream_app.engine.clv import model_document
 
     source = "-" if args.events == "-" else os.path.basename(args.events)
     doc = model_document(result.model, fit_document(result, source, as_of))

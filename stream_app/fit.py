@@ -2,7 +2,7 @@
 BG/NBD and Gamma-Gamma models by maximum likelihood (docs/CLV.md).
 
 scipy (optimisation, log-gamma) and numpy are used here only, never by the engine or the worker:
-the prediction (`clv_model.predict`) is pure Python.
+the prediction (`engine.clv.predict`) is pure Python.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from stream_app.clv_model import ClvModel, Summary, summarize
 from stream_app.engine import DEFAULT_CONFIG, EngineConfig, Unit
 from stream_app.engine.clock import DAY, format_instant
+from stream_app.engine.clv import ClvModel, Summary, summarize
 from stream_app.engine.events import CUSTOMER_ERASED, ORDER_PLACED, Event
 from stream_app.engine.unit import APPLIED
 from stream_app.lines import READ_ERRORS, InputError, iter_lines, open_events, read_error

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -196,8 +197,10 @@ def ratio(num, den):
 class _Unit:
     """One processing unit (the whole file in replay)."""
 
-    def __init__(self, segments: list[dict] | None = None) -> None:
+    def __init__(self, segments: list[dict] | None = None, clv_model: Any = None, horizon_days: int = 365) -> None:
         self.segments = BUILTIN_SEGMENTS if segments is None else segments
+        self.clv_model = clv_model  # SPEC §11 (a ClvModel: its parameters only), None: no model
+        self.horizon_days = horizon_days
         self.watermark: int | None = None
         self.last_sweep: int | None = None  # the unit's last sweep midnight (SPEC §5)
         self.segment_changes: list[dict] = []
@@ -481,7 +484,27 @@ class _Unit:
             },
             "last_nps": self.last_nps(history),
             "segments": sorted(c["segments"]),
+            "clv": self.clv([t for t, _ in orders], [ev for _, ev in orders], as_of),
         }
+
+    def clv(self, instants: list[int], orders: list[dict], as_of: int) -> dict | None:
+        """SPEC §11 by brute force: the summary from the applied order_placed events, the
+        prediction from the formulas at 45 digits (tests/helpers/clv_reference.py)."""
+        if self.clv_model is None or not orders:
+            return None
+        from tests.helpers.clv_reference import mp_predict  # mpmath: only where a model is given
+
+        by_day: dict[int, list[float]] = {}
+        for t, ev in zip(instants, orders, strict=True):
+            by_day.setdefault(t // DAY, []).append(float(ev["amount"]))
+        days = sorted(by_day)
+        x = len(days) - 1
+        m = math.fsum(math.fsum(by_day[d]) for d in days[1:]) / x if x else 0.0
+        p_alive, expected_orders, value, clv = mp_predict(self.clv_model, x, days[-1] - days[0],
+                                                          as_of // DAY - days[0], m, self.horizon_days)
+        return {"p_alive": float(p_alive), "expected_orders": float(expected_orders),
+                "expected_order_value": float(value), "predicted_clv": float(clv),
+                "horizon_days": self.horizon_days, "model_version": self.clv_model.version}
 
     @staticmethod
     def last_nps(history: list[tuple[int, dict]]) -> int | None:
@@ -566,18 +589,21 @@ class _Unit:
         }
 
 
-def oracle_unit(events: list[dict], segments: list[dict] | None = None) -> _Unit:
+def oracle_unit(events: list[dict], segments: list[dict] | None = None, clv_model: Any = None,
+                horizon_days: int = 365) -> _Unit:
     """One processing unit after ``events`` (valid, in arrival order), before any final advance;
-    ``segments``: definitions as in a §10 file's "segments" (None: the built-in ones)."""
-    unit = _Unit(segments)
+    ``segments``: definitions as in a §10 file's "segments" (None: the built-in ones);
+    ``clv_model``: a §11 model (None: every clv null)."""
+    unit = _Unit(segments, clv_model, horizon_days)
     for ev in events:
         unit.offer(ev)
     return unit
 
 
-def oracle_document(events: list[dict], as_of: str | None = None, segments: list[dict] | None = None) -> dict:
+def oracle_document(events: list[dict], as_of: str | None = None, segments: list[dict] | None = None,
+                    clv_model: Any = None, horizon_days: int = 365) -> dict:
     """The SPEC §8 replay document for valid ``events`` in arrival order."""
-    unit = oracle_unit(events, segments)
+    unit = oracle_unit(events, segments, clv_model, horizon_days)
     end = unit.watermark
     if as_of is not None:
         end = parse_instant(as_of)

@@ -21,7 +21,14 @@ from stream_app.engine.alerts import checkout, negative_feedback
 from stream_app.engine.channels import Channels, forget_channels, touch_channel
 from stream_app.engine.clock import DAY, SharedInt
 from stream_app.engine.config import SILVER, EngineConfig
-from stream_app.engine.customer import LN2, Customer, add_activity_bucket, add_message_bucket, add_order_bucket
+from stream_app.engine.customer import (
+    LN2,
+    Customer,
+    add_activity_bucket,
+    add_message_bucket,
+    add_order_bucket,
+    add_order_day_value,
+)
 from stream_app.engine.events import (
     CHECKOUT_STARTED,
     CLICKS,
@@ -140,6 +147,7 @@ class Order(TypeRule):
             c.last_order_at = at
         add_order_bucket(c, day, 1, 1 if ev.guest else 0, amount, u.config.order_window_days)
         c.top_order_days = u.kpis.add_order_day(c.top_order_days, day)
+        add_order_day_value(c, day, amount)
         cart = c.cart
         if cart is not None and cart.checkout_at <= t <= cart.deadline:
             c.cart = None  # the order completes the checkout: cancel the timer

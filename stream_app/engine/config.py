@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from stream_app.engine.clock import DAY, HOUR, MINUTE
+from stream_app.engine.clv import ClvModel
 from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
 
 TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
@@ -49,6 +50,11 @@ class EngineConfig:
     #: the segment definitions (SPEC §10): a definitions file's text, None for the built-in ones;
     #: checked by the shell at start (`segment_defs.parse_segments`), compiled by `segments.segment_set`
     segments: str | None = None
+    #: the predicted-lifetime-value model (SPEC §11), loaded and checked by the shell at start
+    #: (`clv.load_model`); None: every record's `clv` is null
+    clv_model: ClvModel | None = None
+    #: H, the prediction's horizon in days (SPEC §11)
+    clv_horizon_days: int = 365
 
     def __post_init__(self) -> None:
         b = self.tier_bounds
@@ -62,7 +68,7 @@ class EngineConfig:
             raise InvalidConfig("feedback_cooldown", "must not be negative")
         if not 0 < self.demotion_factor <= 1:
             raise InvalidConfig("demotion_factor", f"must lie in (0, 1], got {self.demotion_factor}")
-        for name in ("order_window_days", "activity_window_days"):
+        for name in ("order_window_days", "activity_window_days", "clv_horizon_days"):
             if getattr(self, name) < 1:
                 raise InvalidConfig(name, "must be at least 1 day")
         if self.future_tolerance < 0:

@@ -7,9 +7,10 @@ from array import array
 from typing import Any, NamedTuple
 
 from stream_app.engine.clock import SharedInt, day_of, format_instant, format_instant_cached, format_optional_cached
+from stream_app.engine.clv import predict
 from stream_app.engine.config import TIERS, EngineConfig
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
-from stream_app.engine.records import CustomerRecord
+from stream_app.engine.records import Clv, CustomerRecord
 
 LN2 = math.log(2.0)
 
@@ -47,7 +48,7 @@ class Customer:
         "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier",
         "tier_since", "top_order_days", "cart", "latest_checkout_at", "order_instants",
         "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
-        "last_nps", "last_nps_at", "segments",
+        "last_nps", "last_nps_at", "segments", "order_day_values",
         # derived, not persisted (formats.DERIVED_FIELDS): what the next evaluation may skip
         "segments_live", "segments_quiet",
     )
@@ -88,6 +89,9 @@ class Customer:
         self.last_nps_at: int | None = None
         #: the segments held (SPEC §10): bit i = the i-th definition (`segments.SegmentSet`)
         self.segments = 0
+        #: flat, day-ordered [day, placed amount that day, ...] over every order_placed day (SPEC
+        #: §11's purchase summary); None before the first order (most customers)
+        self.order_day_values: list[Any] | None = None
         #: segments time alone may change (`SegmentSet.evaluate`); -1, all, until evaluated
         self.segments_live = -1
         #: segments held false by a predicate that no clicks-topic event can make true
@@ -180,7 +184,28 @@ class Customer:
                              "push": {"sent": ps, "opened": po}, "sms": {"sent": ss, "clicked": sc}},
             "last_nps": self.last_nps,
             "segments": segments,
+            "clv": self.clv(as_of, cfg),
         }
+
+    def clv(self, as_of: int, cfg: EngineConfig) -> Clv | None:
+        """SPEC §11 at `as_of` (≥ the last order): None without a model or without an order."""
+        model = cfg.clv_model
+        od = self.order_day_values
+        if model is None or od is None:
+            return None
+        first = od[0]
+        x = len(od) // 2 - 1
+        m = 0.0
+        if x >= 1:
+            total = 0.0
+            for i in range(3, len(od), 2):
+                total += od[i]
+            m = total / x
+        h = cfg.clv_horizon_days
+        p = predict(model, x, float(od[-2] - first), float(day_of(as_of) - first), m, float(h))
+        return {"p_alive": p.p_alive, "expected_orders": p.expected_orders,
+                "expected_order_value": p.expected_order_value, "predicted_clv": p.predicted_clv,
+                "horizon_days": h, "model_version": model.version}
 
     def snapshot(self, cfg: EngineConfig, segments: list[str]) -> CustomerRecord:
         """The record at the customer's clock: what the stream publishes on an update (SPEC §2)."""
@@ -234,3 +259,18 @@ __all__ = [
     "AsOfBeforeClock", "CartTimer", "Customer", "TopOrderDays", "add_activity_bucket",
     "add_message_bucket", "add_order_bucket", "add_to_buckets",
 ]
+
+
+def add_order_day_value(c: Customer, day: SharedInt, amount: float) -> None:
+    """An applied order_placed of `amount` on `day` (late ones included: §11 needs every day)."""
+    od = c.order_day_values
+    if od is None:
+        c.order_day_values = [day, amount]
+        return
+    i = len(od) - 2
+    while i >= 0 and od[i] > day:
+        i -= 2
+    if i >= 0 and od[i] == day:
+        od[i + 1] += amount
+    else:
+        od[i + 2:i + 2] = [day, amount]

@@ -50,14 +50,16 @@ def parse_state_key(key: bytes) -> tuple[int, str, str]:
 
 # -- customer state `<p>|c|<customer_id>`: [2, *CUSTOMER_FIELDS] --------------------------------
 #: 2 added `segments` (SPEC §10); format 1 is read with no segment held
-CUSTOMER_FORMAT: Final = 2
+#: 3 added `order_day_values` (SPEC §11); formats 1 and 2 are read with none: such a customer's
+#: purchase summary starts at the upgrade (docs/CLV.md)
+CUSTOMER_FORMAT: Final = 3
 #: the fields after the format number (Customer.__slots__, same order; tests check both)
 CUSTOMER_FIELDS: Final = (
     "customer_id", "s_ref", "t_ref", "points", "events_total", "orders_total", "revenue_total",
     "first_order_at", "last_order_at", "order_buckets", "activity_buckets", "tier", "tier_since",
     "top_order_days", "cart", "latest_checkout_at", "order_instants", "feedback_at",
     "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets", "last_nps",
-    "last_nps_at", "segments",
+    "last_nps_at", "segments", "order_day_values",
 )
 #: Customer slots after CUSTOMER_FIELDS that are not persisted: evaluation shortcuts whose
 #: defaults (evaluate everything) are always exact
@@ -69,6 +71,8 @@ CUSTOMER_INDEX: Final = {name: i + 1 for i, name in enumerate(CUSTOMER_FIELDS)}
 _CUSTOMER_V0_SHORT: Final = CUSTOMER_FIELDS.index("last_activity")
 #: format 1 (and the longer format 0): the fields before `segments`
 _CUSTOMER_V1_LEN: Final = CUSTOMER_FIELDS.index("segments") + 1
+#: format 2: the fields before `order_day_values`
+_CUSTOMER_V2_LEN: Final = CUSTOMER_FIELDS.index("order_day_values") + 1
 
 
 def encode_customer(c: Customer) -> bytes:
@@ -79,7 +83,7 @@ def encode_customer(c: Customer) -> bytes:
         list(c.top_order_days), list(c.cart) if c.cart else None,
         c.latest_checkout_at, c.order_instants.tolist(), c.feedback_at,
         c.churn_alerted, c.due_day, c.last_activity, c.channel_days,
-        c.message_buckets, c.last_nps, c.last_nps_at, c.segments,
+        c.message_buckets, c.last_nps, c.last_nps_at, c.segments, c.order_day_values,
     ])
 
 
@@ -93,6 +97,9 @@ def decode_customer(raw: bytes) -> Customer:
         head = 1
     if head == 1 and len(s) == _CUSTOMER_V1_LEN:  # before segments: none held
         s.append(0)
+        head = 2
+    if head == 2 and len(s) == _CUSTOMER_V2_LEN:  # before the purchase summary: none kept
+        s.append(None)
     elif head != CUSTOMER_FORMAT or len(s) != len(CUSTOMER_FIELDS) + 1:
         raise UnknownFormat("customer state", head)
     c = Customer(s[1], s[3])
@@ -100,7 +107,7 @@ def decode_customer(raw: bytes) -> Customer:
      c.revenue_total, c.first_order_at, c.last_order_at, c.order_buckets, c.activity_buckets,
      c.tier, c.tier_since, top, cart, c.latest_checkout_at, instants, c.feedback_at,
      c.churn_alerted, c.due_day, c.last_activity, c.channel_days, c.message_buckets, c.last_nps,
-     c.last_nps_at, c.segments) = s
+     c.last_nps_at, c.segments, c.order_day_values) = s
     c.top_order_days = TopOrderDays(top[0], top[1])
     c.cart = CartTimer(cart[0], cart[1], cart[2], cart[3]) if cart else None
     c.order_instants = array("q", instants)

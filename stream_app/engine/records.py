@@ -80,6 +80,18 @@ class CustomerRecord(TypedDict):
     messages_30d: Messages30d
     last_nps: int | None
     segments: list[str]
+    clv: Clv | None
+
+
+class Clv(TypedDict):
+    """The record's `clv` (SPEC §11): clv.schema.json"""
+
+    p_alive: float
+    expected_orders: float
+    expected_order_value: float
+    predicted_clv: float
+    horizon_days: int
+    model_version: str
 
 
 class Engagement30d(TypedDict):

@@ -14,7 +14,7 @@ import pytest
 from scipy.optimize import minimize
 
 from stream_app.cli import main
-from stream_app.clv_model import Summary, load_model, predict
+from stream_app.engine.clv import Summary, load_model, predict
 from stream_app.fit import (
     FitError,
     bgnbd_data,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.clv_model import ModelError, load_model, parse_model
+from stream_app.engine.clv import ModelError, load_model, parse_model
 from tests.helpers.schemas import SCHEMAS, load, validator
 
 MODELS = SCHEMAS / "examples" / "clv_model"

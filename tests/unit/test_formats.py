@@ -145,9 +145,22 @@ def v0_customer(c: Customer) -> list[Any]:
 
 
 def without_segments(c: Customer) -> Customer:
+    """What formats 0 and 1 restore: no segments held, no order days kept."""
     back = decode_customer(encode_customer(c))
     back.segments = 0
+    back.order_day_values = None
     return back
+
+
+def test_format_2_customer_states_decode_without_order_days() -> None:
+    c = busy_unit().customers["x"]
+    assert c.order_day_values  # and format 2 kept none
+    v2 = orjson.loads(encode_customer(c))[:-1]
+    v2[0] = 2
+    back = decode_customer(orjson.dumps(v2))
+    assert back.order_day_values is None and back.segments == c.segments
+    back.order_day_values = c.order_day_values
+    assert encode_customer(back) == encode_customer(c)
 
 
 def test_format_0_customer_states_decode_25_and_20_slots() -> None:
