@@ -21,6 +21,7 @@ from stream_app.engine.clock import DAY, HOUR, parse_rfc3339
 from stream_app.engine.events import DEFAULT_CHANNELS, Event
 from stream_app.engine.formats import decode_customer, decode_unit, encode_customer, encode_unit
 from stream_app.replay import replay_lines
+from stream_app.validation import validate_bytes
 from tests.helpers.compare import assert_same, without_alert_ids
 from tests.oracle import oracle_document
 from tests.strategies import streams_with_as_of
@@ -216,3 +217,19 @@ def test_a_first_event_enters_every_segment_it_satisfies_at_once() -> None:
             {"name": "c", "when": [["tier", "==", "bronze"]]}, {"name": "d", "when": [["tier", "==", "gold"]]}]
     doc = check([ev("s", "survey_response", "ann", T0, nps=10)], defs=defs)
     assert [c["segment"] for c in doc["segment_changes"]] == ["a", "b", "c"]  # definition order
+
+
+def test_what_the_next_evaluation_may_skip_is_recorded_and_defaults_to_everything() -> None:
+    # a buyer is quiet in window_shoppers (orders_total == 0 is false: no click can change it);
+    # a member of new_customers is live (time alone moves days_since_last_order)
+    u = Unit()
+    u.offer(validate_bytes(orjson.dumps(order("o1", "buyer", T0 + HOUR))))  # type: ignore[arg-type]
+    c = u.customers["buyer"]
+    names = u.segment_set.names
+    bit = {name: 1 << i for i, name in enumerate(names)}
+    assert c.segments & bit["new_customers"] and c.segments_live & bit["new_customers"]
+    assert c.segments_quiet & bit["window_shoppers"] and not c.segments_live & bit["window_shoppers"]
+    assert not c.segments_quiet & bit["omnichannel"]  # held false by a field clicks do change
+    # restored from state, a customer skips nothing until it is evaluated again
+    back = decode_customer(encode_customer(c))
+    assert (back.segments_live, back.segments_quiet) == (-1, 0)
