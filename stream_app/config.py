@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from stream_app.engine import TIERS, EngineConfig, InvalidConfig
 from stream_app.engine.clock import DAY, HOUR, MINUTE
+from stream_app.engine.clv import ClvModel, ModelError, load_model
 from stream_app.engine.segment_defs import SegmentError, parse_segments
 
 #: the enumerated settings: `__post_init__` refuses any other value (the security protocol is
@@ -82,6 +83,10 @@ class Settings:
     #: a segment definitions file (SPEC §10, schemas/input/segments_file.schema.json); empty = the
     #: built-in segments; a file `{"segments": []}` turns segments off
     segments_file: str = ""
+    #: a lifetime-value model file (SPEC §11, schemas/input/clv_model.schema.json; `engagement fit`
+    #: writes one); empty = no model: every record's `clv` is null
+    clv_model_file: str = ""
+    clv_horizon_days: int = 365           # H, the predicted CLV's horizon in days (§11)
     session_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
     kpi_interval_s: float = 10.0
@@ -117,6 +122,7 @@ class Settings:
             raise SettingsError(f"ENGAGEMENT_LOG_FORMAT={self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "_segments_text", self._read_segments_file())  # read once, at start
+        object.__setattr__(self, "_clv_model", self._load_clv_model())  # read once, at start
         self.engine_config()  # an invalid engine number or segment definition fails here, at start
 
     @classmethod
@@ -185,6 +191,21 @@ class Settings:
             raise SettingsError(f"ENGAGEMENT_SEGMENTS_FILE={path!r}: not UTF-8 text "
                                 f"({exc.reason} at byte {exc.start})") from None
 
+    def _load_clv_model(self) -> ClvModel | None:
+        path = self.clv_model_file
+        if not path:
+            return None
+        try:
+            return load_model(path)
+        except ModelError as exc:  # the message names the field (or the file)
+            raise SettingsError(f"ENGAGEMENT_CLV_MODEL_FILE={path!r}: {exc}") from None
+
+    @property
+    def clv_model(self) -> ClvModel | None:
+        """The lifetime-value model read at start (None: ENGAGEMENT_CLV_MODEL_FILE unset)."""
+        model: ClvModel | None = getattr(self, "_clv_model", None)
+        return model
+
     def engine_config(self) -> EngineConfig:
         """The engine's parameters; a ValueError naming the variable when one is invalid."""
         text: str | None = getattr(self, "_segments_text", None)
@@ -204,6 +225,8 @@ class Settings:
                 future_tolerance=_micros("future_tolerance_hours", self.future_tolerance_hours, HOUR),
                 channels=channels,
                 segments=text,
+                clv_model=self.clv_model,
+                clv_horizon_days=self.clv_horizon_days,
             )
         except InvalidConfig as exc:
             name = _SETTING_OF_ENGINE_FIELD[exc.field]
@@ -228,6 +251,7 @@ _SETTING_OF_ENGINE_FIELD = {
     "cart_timeout": "cart_timeout_minutes", "churn_after": "churn_inactivity_days",
     "feedback_cooldown": "feedback_cooldown_hours", "dedupe_horizon": "dedupe_horizon_days",
     "currency": "currency", "future_tolerance": "future_tolerance_hours", "channels": "channels",
+    "segments": "segments_file", "clv_model": "clv_model_file", "clv_horizon_days": "clv_horizon_days",
 }
 
 
