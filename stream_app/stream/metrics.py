@@ -130,6 +130,15 @@ class Metrics:
         self.ready = Gauge("engagement_ready", "1 when the worker serves and scores", registry=r)
         self.build_info = Gauge("engagement_build_info", "Build information", ["version", "python"], registry=r)
         self.build_info.labels(version=stream_app.__version__, python=platform.python_version()).set(1)
+        self.clv_model_info = Gauge("engagement_clv_model_info",
+                                    "The lifetime-value model this worker loaded at start (SPEC §11): 1 "
+                                    "with its version; no sample when none is loaded", ["version"], registry=r)
+
+    def set_clv_model(self, version: str | None) -> None:
+        """`engagement_clv_model_info{version}` = 1 for the model loaded, no sample without one."""
+        self.clv_model_info.clear()
+        if version is not None:
+            self.clv_model_info.labels(version=version).set(1)
 
     def set_kpis(self, doc: Mapping[str, object] | None) -> None:
         """Leader: the store KPIs; other workers: none (so the group exports them once)."""
@@ -217,5 +226,5 @@ METRIC_NAMES: tuple[str, ...] = (
     "engagement_store_engagement_30d", "engagement_store_customers_by_channel", "engagement_segment_members",
     "engagement_segment_changes_total", "engagement_erasures_total",
     "engagement_rebalances_total", "engagement_recovery_duration_seconds", "engagement_recovery_partitions",
-    "engagement_recovering", "engagement_ready", "engagement_build_info",
+    "engagement_recovering", "engagement_ready", "engagement_build_info", "engagement_clv_model_info",
 )

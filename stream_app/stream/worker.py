@@ -78,6 +78,7 @@ class ScorerApp:
             web_in_thread=False,
         )
         self.metrics = Metrics()
+        self._announce_clv_model()
         self.store = open_store(s.store, s.data_dir)
         self.scoring = ScoringLoop(s, self.engine_config, self.metrics, self.store, self.supervisor)
         self.ingest = IngestLoop(s, self.metrics)
@@ -112,6 +113,17 @@ class ScorerApp:
             await producer.start()
             self._producer = producer
         return self._producer
+
+    def _announce_clv_model(self) -> None:
+        """The lifetime-value model loaded at start: one INFO line (its version, fit date and
+        horizon; no customer data) and `engagement_clv_model_info{version}`."""
+        model = self.engine_config.clv_model
+        self.metrics.set_clv_model(None if model is None else model.version)
+        if model is None:
+            log.info("clv: no model (ENGAGEMENT_CLV_MODEL_FILE unset): every record's clv is null")
+        else:
+            log.info("clv: model %s (fitted %s) from %s, horizon %d days", model.version, model.fitted_at,
+                     self.settings.clv_model_file, self.engine_config.clv_horizon_days)
 
     def where(self) -> str:
         """`broker kafka://..., HTTP http://host:port` for the log (no credentials)."""

@@ -182,3 +182,15 @@ def test_segment_changes_counted_per_published_change() -> None:
         "engagement_segment_changes_total[('change', 'left'), ('reason', 'sweep'), ('segment', 'loyal')]": 1,
         "engagement_segment_changes_total[('change', 'left'), ('reason', 'erasure'), ('segment', 'loyal')]": 1,
     }
+
+
+def test_the_clv_model_info_has_the_loaded_version_or_no_sample() -> None:
+    m = Metrics()
+    assert not any(k.startswith("engagement_clv_model_info") for k in _samples(m))
+    m.set_clv_model("35b8bccfcf89")
+    assert _samples(m)["engagement_clv_model_info[('version', '35b8bccfcf89')]"] == 1
+    m.set_clv_model("v2")  # one sample: the model loaded now
+    assert [k for k in _samples(m) if k.startswith("engagement_clv_model_info")] == [
+        "engagement_clv_model_info[('version', 'v2')]"]
+    m.set_clv_model(None)
+    assert not any(k.startswith("engagement_clv_model_info") for k in _samples(m))

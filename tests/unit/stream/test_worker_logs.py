@@ -167,3 +167,26 @@ def test_an_ingest_worker_is_ready_when_its_consumer_starts(caplog: pytest.LogCa
                                          ("kafka://u:p://x@h:1", "kafka://h:1")])
 def test_the_broker_url_is_logged_without_credentials(url: str, public: str) -> None:
     assert public_broker_url(url) == public
+
+
+def test_the_worker_logs_and_exports_the_clv_model_it_loaded(caplog: pytest.LogCaptureFixture) -> None:
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    model = Path(__file__).resolve().parents[3] / "data" / "clv-model-online-retail.json"
+    version = orjson.loads(model.read_bytes())["version"]
+    with caplog.at_level(logging.INFO, logger="stream_app.stream.worker"):
+        scorer = ScorerApp(Settings(broker="kafka://h:1", web_port=6125, clv_model_file=str(model),
+                                    clv_horizon_days=90))
+    lines = [r for r in caplog.records if r.getMessage().startswith("clv:")]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert version in lines[0].getMessage() and "horizon 90 days" in lines[0].getMessage()
+    text = generate_latest(scorer.metrics.registry).decode()
+    assert f'engagement_clv_model_info{{version="{version}"}} 1.0' in text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="stream_app.stream.worker"):
+        scorer = ScorerApp(Settings(broker="kafka://h:1", web_port=6126))
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("clv:")] == [
+        "clv: no model (ENGAGEMENT_CLV_MODEL_FILE unset): every record's clv is null"]
+    assert "engagement_clv_model_info{" not in generate_latest(scorer.metrics.registry).decode()
