@@ -340,7 +340,9 @@ def settings_epilog(command: str) -> str:
     """The ENGAGEMENT_* variables `command` reads with their defaults, from `Settings` itself."""
     names = COMMAND_SETTINGS[command]
     if not names:
-        return "settings: none (runs its own broker and worker with default settings)"
+        return ("settings: ENGAGEMENT_CLV_MODEL_FILE only (default: the shipped Online Retail model,\n"
+                "data/clv-model-online-retail.json; empty: none); otherwise it runs its own broker\n"
+                "and worker with default settings")
     defaults = {name: default for name, default, _ in env_table()}
     env = [f"ENGAGEMENT_{name.upper()}" for name in names]
     width = max(map(len, env))

@@ -17,7 +17,8 @@ What runs:
   records, and the store KPIs from the worker's ``GET /kpis``, with NPS, CSAT, the email open rate
   and the omnichannel customers, and the members of each segment (SPEC §10: the KPI document's
   ``segments``, beside the tier table); when more lines are dead-lettered than the simulator spoils on
-  purpose, the top reasons. It fits the terminal: sections are dropped (alerts and scores first),
+  purpose, the top reasons; and the distributions of P(alive) and the predicted lifetime value
+  over the customers' latest records (SPEC §11, the dashboard's `panels.clv_summary`). It fits the terminal: sections are dropped (alerts and scores first),
   never the counters. The view reads the output topics with a plain group-less
   consumer assigned to every partition, from the beginning.
 
@@ -28,7 +29,9 @@ On a terminal the view redraws in place; otherwise (a pipe, a file, a test) each
 compact block. The demo stops after ``duration`` seconds or at Ctrl-C: it stops the producer, sends
 SIGTERM to the worker (SIGKILL after 10 s; a second Ctrl-C kills at once), stops the broker, prints
 a one-line summary and returns 0 (1 when the broker or the worker failed). The demo ignores the
-caller's ``ENGAGEMENT_*`` variables: it always runs against its own broker with default settings.
+caller's ``ENGAGEMENT_*`` variables: it always runs against its own broker with default settings,
+except ``ENGAGEMENT_CLV_MODEL_FILE``: the lifetime-value model, by default the shipped fit of the
+Online Retail orders (``data/clv-model-online-retail.json``, provenance in data/README.md).
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ BAD_RATE = 0.01  # the share of lines the simulator spoils on purpose: the dead 
 REFRESH_S = 1.0
 WORKER_STOP_TIMEOUT_S = 10.0
 CLEAR = "\x1b[H\x1b[2J"
+#: the lifetime-value model the demo loads unless ENGAGEMENT_CLV_MODEL_FILE names another
+SHIPPED_CLV_MODEL = Path(__file__).resolve().parents[1] / "data" / "clv-model-online-retail.json"
+CLV_MODEL_VARIABLE = "ENGAGEMENT_CLV_MODEL_FILE"
+
+
+def demo_clv_model_file(environ: dict[str, str] | None = None) -> str:
+    """ENGAGEMENT_CLV_MODEL_FILE when set (empty: no model), else the shipped model when it is
+    there (a source checkout), else none; an absolute path, as the worker runs elsewhere."""
+    env = os.environ if environ is None else environ
+    path = env.get(CLV_MODEL_VARIABLE)
+    if path is None:
+        path = str(SHIPPED_CLV_MODEL) if SHIPPED_CLV_MODEL.is_file() else ""
+    return os.path.abspath(path) if path else ""
 
 
 # -- the async part ------------------------------------------------------------------------------
@@ -217,6 +233,9 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 def run_demo(duration: float | None, customers: int, rate: float) -> int:
+    # the model is read and checked first: a bad file stops the demo before anything starts
+    # (SettingsError naming the variable and the field: exit 2)
+    clv_model_file = Settings(clv_model_file=demo_clv_model_file()).clv_model_file
     out = sys.stdout
     tty = out.isatty()
     st = DemoState(bad_rate=BAD_RATE)
@@ -234,7 +253,8 @@ def run_demo(duration: float | None, customers: int, rate: float) -> int:
         broker.start()
         web_port = free_port()
         settings = Settings(broker=broker.url, app_id="engagement-demo", data_dir=str(tmp / "data"),
-                            web_port=web_port, kpi_interval_s=2.0, log_level="warning", **EMBEDDED_PROFILE)
+                            web_port=web_port, kpi_interval_s=2.0, log_level="warning",
+                            clv_model_file=clv_model_file, **EMBEDDED_PROFILE)
         from stream_app.stream.kafka_io import ensure_topics
 
         asyncio.run(ensure_topics(settings))

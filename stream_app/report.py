@@ -113,6 +113,8 @@ class DemoState:
     interrupted: bool = False  # Ctrl-C or SIGTERM
     #: the worker's dashboard (`GET /` on its web port), shown beside the title
     dashboard: str | None = None
+    #: each customer's latest `clv` object (SPEC §11; None without a model or an order)
+    clv: dict[str, Any] = field(default_factory=dict)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -124,6 +126,7 @@ class DemoState:
         total = int(record.get("events_total") or 0)
         _, before = self.customers.get(cid, ("", 0))
         self.customers[cid] = (str(record.get("tier")), total)
+        self.clv[cid] = record.get("clv")
         self.scored += total - before
         self.score_records += 1
         self.latest_scores.append(record)
@@ -133,6 +136,7 @@ class DemoState:
     def on_tombstone(self, customer_id: str) -> None:
         """An erased customer leaves the tier counts (its events stay in `scored`); a tombstone
         for a customer never scored (an erasure of an unknown id) changes nothing."""
+        self.clv.pop(customer_id, None)
         if self.customers.pop(customer_id, None) is not None:
             self.erased += 1
 
@@ -160,6 +164,13 @@ class DemoState:
             self.produce_rate = (self.produced - p) / dt
             self.score_rate = max(0, self.scored - s) / dt
         self.samples.append((now, self.produced, self.scored))
+
+    def clv_summary(self) -> dict[str, Any] | None:
+        """The dashboard's `clv_summary` (panels.py) of the customers' latest records; None when
+        none carries a `clv` (no model loaded, or no order yet)."""
+        from stream_app.panels import clv_summary
+
+        return clv_summary(self.clv.values())
 
     def tier_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(TIERS, 0)
@@ -289,6 +300,36 @@ def _kpi_section(st: DemoState, width: int) -> list[str]:
     return lines
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _spark(counts: list[int]) -> str:
+    """One character per bin, its height relative to the fullest bin (▁ for none)."""
+    top = max(counts, default=0) or 1
+    return "".join(SPARK[0] if n == 0 else SPARK[max(1, round(n / top * (len(SPARK) - 1)))] for n in counts)
+
+
+def _clv_items(summary: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, P(alive) distribution, predicted-CLV distribution) of a `clv_summary`."""
+    n = summary["customers"]
+    title = (f"lifetime value (model {summary['model_version']}, {summary['horizon_days']} d): "
+             f"{n:,} customers, {summary['total_predicted_clv']:,.0f} predicted")
+    p_alive = (f"P(alive) 0 {_spark(summary['p_alive']['counts'][:-1])} 1 "
+               f"mean {summary['sum_p_alive'] / n:.2f}")
+    clv = f"CLV 0 {_spark(summary['predicted_clv']['counts'])} 100k+ mean {summary['total_predicted_clv'] / n:,.0f}"
+    return title, p_alive, clv
+
+
+def _clv_section(st: DemoState) -> list[str]:
+    """The P(alive) and predicted-CLV distributions (SPEC §11), as on the dashboard; nothing
+    without a model."""
+    summary = st.clv_summary()
+    if summary is None:
+        return []
+    title, p_alive, clv = _clv_items(summary)
+    return [title, f"  {p_alive}   {clv}"]
+
+
 def _alert_section(st: DemoState) -> list[str]:
     lines = ["latest alerts"]
     if not st.latest_alerts:
@@ -340,8 +381,14 @@ def render_full(st: DemoState, header: str, width: int = 80, height: int = 24) -
     below = [] if beside else _segment_panel(st, width - 3, 8)
     below = [*below[:1], *(f"  {line}" for line in below[1:])]  # indented like the other sections
     # (section, smallest useful length): sections are separated by one blank line
-    sections: list[tuple[list[str], int]] = [
-        (tiers, 0), (_kpi_section(st, width), 0), (_alert_section(st), 2), (_score_section(st), 2)]
+    sections: list[tuple[list[str], int]] = [(tiers, 0), (_kpi_section(st, width), 0)]
+    clv = _clv_section(st)
+    if clv:  # before the alerts: at 80 × 24 they give way to it
+        if len(clv[1]) >= width:  # the two distributions on two lines
+            p_alive, dist = clv[1].split("   ", 1)
+            clv = [clv[0], p_alive, f"  {dist}"]
+        sections.append((clv, 0))
+    sections += [(_alert_section(st), 2), (_score_section(st), 2)]
     if below:
         sections.append((below, 0))
     lines = top[:height]
@@ -382,4 +429,7 @@ def render_compact(st: DemoState) -> str:
         segments = _segment_items(st.kpis)
         if segments is not None:
             lines.append("  segments: " + (" | ".join(segments) or "off"))
+    summary = st.clv_summary()
+    if summary is not None:
+        lines.append("  clv: " + " | ".join(_clv_items(summary)))
     return "\n".join(lines)

@@ -213,3 +213,78 @@ def test_the_dashboard_url_shows_beside_the_title_or_below_it(width: int) -> Non
         assert view[1] == "dashboard http://127.0.0.1:40001/", view
     assert any("produced 1,234,567" in line for line in view[:5]), view
     assert "dashboard" not in render_full(_busy_state(), "header", width, 24)  # none: nothing shown
+
+
+# -- lifetime value (SPEC §11) ---------------------------------------------------------------------
+
+def _clv(p_alive: float, clv: float) -> dict[str, Any]:
+    return {"p_alive": p_alive, "expected_orders": clv / 100, "expected_order_value": 100.0,
+            "predicted_clv": clv, "horizon_days": 365, "model_version": "35b8bccfcf89"}
+
+
+def _clv_state(st: DemoState) -> DemoState:
+    st.clock = (1_700_000_000.0, 3600.0)
+    st.produced, st.tier_changes, st.alerts = 123_456, 4_567, 890
+    for i in range(400):  # 100 with no order (clv null), 300 across P(alive) and CLV
+        clv = None if i < 100 else _clv((i % 10) / 10 + 0.05, float(i * 7))
+        st.on_score({"customer_id": f"c{i}", "tier": "silver", "score": 30.0, "events_total": 10, "clv": clv})
+    return st
+
+
+def test_the_clv_summary_is_the_dashboards_over_the_latest_records() -> None:
+    st = _clv_state(DemoState())
+    summary = st.clv_summary()
+    assert summary is not None and summary["customers"] == 300 and summary["model_version"] == "35b8bccfcf89"
+    assert summary["p_alive"]["counts"][:10] == [30] * 10
+    st.on_score({"customer_id": "c150", "tier": "silver", "events_total": 11, "clv": None})  # the latest counts
+    st.on_tombstone("c151")
+    assert st.clv_summary()["customers"] == 298  # type: ignore[index]
+    assert DemoState().clv_summary() is None
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (160, 50)])
+def test_full_view_shows_the_clv_distributions_and_still_fits(width: int, height: int) -> None:
+    st = _clv_state(DemoState(kpis=_kpis(segments=SEGMENTS), dashboard="http://127.0.0.1:40001/"))
+    view = render_full(st, "broker kafka://127.0.0.1:40000 (pid 1)  worker http://127.0.0.1:40001 (pid 2)",
+                       width, height).splitlines()
+    assert len(view) <= height and all(len(line) < width for line in view), view
+    text = "\n".join(view)
+    for counter in ("produced 123,456", "scored 4,000", "tier changes 4,567", "alerts 890", "rejected 0",
+                    "erased 0"):
+        assert counter in text, (counter, view)
+    assert any(line.startswith("lifetime value (model 35b8bccfcf89, 365 d): 300 customers") for line in view), view
+    assert any("P(alive) 0 ██████████ 1 mean 0.50" in line for line in view), view  # 30 in each bin
+    assert any("CLV 0 " in line and "100k+" in line for line in view), view
+    assert any(line.startswith("store KPIs (365-day window") for line in view), view
+
+
+def test_compact_view_shows_the_clv_line_and_none_without_a_model() -> None:
+    st = _clv_state(DemoState(kpis=_kpis()))
+    (line,) = [x for x in render_compact(st).splitlines() if x.startswith("  clv: ")]
+    assert "300 customers" in line and "P(alive) 0 " in line and "CLV 0 " in line
+    assert "clv" not in render_compact(DemoState(kpis=_kpis()))
+    assert "lifetime value" not in render_full(DemoState(kpis=_kpis()), "header", 80, 24)
+
+
+def test_the_demo_loads_the_shipped_model_unless_the_variable_names_another(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from stream_app.demo import SHIPPED_CLV_MODEL, demo_clv_model_file
+
+    assert SHIPPED_CLV_MODEL.is_file()
+    assert demo_clv_model_file({}) == str(SHIPPED_CLV_MODEL)
+    assert demo_clv_model_file({"ENGAGEMENT_CLV_MODEL_FILE": ""}) == ""  # explicitly none
+    other = tmp_path / "m.json"
+    assert demo_clv_model_file({"ENGAGEMENT_CLV_MODEL_FILE": str(other)}) == str(Path(other).resolve())
+
+
+def test_a_bad_model_file_stops_the_demo_before_it_starts(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_app.cli import main
+
+    bad = tmp_path / "model.json"
+    bad.write_text('{"model": "bgnbd-gamma-gamma"}')
+    monkeypatch.setenv("ENGAGEMENT_CLV_MODEL_FILE", str(bad))
+    assert main(["demo", "--duration", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "ENGAGEMENT_CLV_MODEL_FILE" in captured.err and str(bad) in captured.err
