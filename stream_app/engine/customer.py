@@ -50,7 +50,7 @@ class Customer:
         "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
         "last_nps", "last_nps_at", "segments", "order_day_values",
         # derived, not persisted (formats.DERIVED_FIELDS): what the next evaluation may skip
-        "segments_live", "segments_quiet",
+        "segments_live", "segments_quiet", "segments_tier_held",
     )
 
     def __init__(self, customer_id: str, t: int) -> None:
@@ -96,6 +96,8 @@ class Customer:
         self.segments_live = -1
         #: segments held false by a predicate that no clicks-topic event can make true
         self.segments_quiet = 0
+        #: segments held false by a tier predicate: only a tier change can make them true
+        self.segments_tier_held = 0
 
     @property
     def clock(self) -> int:

@@ -272,8 +272,9 @@ class SegmentSet:
         their membership (an event on the day of the customer's previous one: see `touched`).
 
         Records on the customer what the next evaluation may skip: `segments_live`, the segments
-        time alone may change (all a sweep need evaluate), and `segments_quiet`, those held false
-        by a predicate no clicks-topic event changes."""
+        time alone may change (all a sweep need evaluate), `segments_quiet`, those held false
+        by a predicate no clicks-topic event changes, and `segments_tier_held`, those held false
+        by a tier predicate (only a tier change can make them true)."""
         if not mask:
             return -1
         self.vals.have = 0
@@ -283,6 +284,7 @@ class SegmentSet:
         bits = held & ~mask
         live_bits = c.segments_live & ~mask
         quiet_bits = c.segments_quiet & ~mask
+        tier_bits = c.segments_tier_held & ~mask
         selected = self._selected.get(mask)
         if selected is None:
             if len(self._selected) >= 4096:  # a handful of masks occur; bound it all the same
@@ -299,6 +301,8 @@ class SegmentSet:
                         live = False
                         if p.quiet:
                             quiet_bits |= bit
+                        elif p.field == TIER:
+                            tier_bits |= bit
                         break
             if inside:
                 bits |= bit
@@ -310,6 +314,7 @@ class SegmentSet:
                         best = d
         c.segments_live = live_bits
         c.segments_quiet = quiet_bits
+        c.segments_tier_held = tier_bits
         diff = bits ^ held
         if diff:
             cid = c.customer_id

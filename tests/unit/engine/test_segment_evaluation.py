@@ -230,6 +230,7 @@ def test_what_the_next_evaluation_may_skip_is_recorded_and_defaults_to_everythin
     assert c.segments & bit["new_customers"] and c.segments_live & bit["new_customers"]
     assert c.segments_quiet & bit["window_shoppers"] and not c.segments_live & bit["window_shoppers"]
     assert not c.segments_quiet & bit["omnichannel"]  # held false by a field clicks do change
+    assert c.segments_tier_held == bit["vip_slipping"]  # bronze: only a tier change can matter
     # restored from state, a customer skips nothing until it is evaluated again
     back = decode_customer(encode_customer(c))
-    assert (back.segments_live, back.segments_quiet) == (-1, 0)
+    assert (back.segments_live, back.segments_quiet, back.segments_tier_held) == (-1, 0, 0)
