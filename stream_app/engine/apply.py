@@ -308,7 +308,8 @@ class Scoring:
                 mask &= ~c.segments_quiet
             if c.tier == tier_before and not first:
                 mask &= ~c.segments_tier_held
-            change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes, mask)
+            if mask:
+                change = ss.evaluate(c, when, "event", self.kpis.segments, self.segment_changes, mask)
         a = rule.alert(c, ev, self.config)
         if a is not None:
             self.alerts.append(a)
