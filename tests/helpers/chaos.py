@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.audit import unique
 from stream_app.config import Settings
-from stream_app.engine import DEFAULT_CONFIG
+from stream_app.engine import DEFAULT_CONFIG, EngineConfig
 from stream_app.engine.clock import format_instant
 from stream_app.engine.events import Event
 from stream_app.engine.formats import UnitRecord, decode_customer, decode_unit
@@ -83,7 +83,8 @@ def expected(settings: Settings, partitions: dict[int, list[Any]]) -> Expected:
                 out.partition_of[cid] = p
                 out.first_offset.setdefault(cid, m.offset)
         out.last_offset[p] = messages[-1].offset if messages else -1
-        unit = units[p] = oracle_unit(events)
+        cfg = settings.engine_config()  # §11: the model the workers read, if any
+        unit = units[p] = oracle_unit(events, clv_model=cfg.clv_model, horizon_days=cfg.clv_horizon_days)
         out.applied[p] = len(unit.applied)
         out.duplicates[p] = unit.duplicates
         for cid in unit.customers:
@@ -231,13 +232,14 @@ def _counters(u: UnitRecord) -> dict[str, Any]:
     return {"offset": u.offset, "applied": u.core.applied, "duplicates": u.core.duplicates}
 
 
-def state_record(state: bytes) -> CustomerRecord:
+def state_record(state: bytes, config: EngineConfig = DEFAULT_CONFIG) -> CustomerRecord:
     """A committed customer state, read back as its record at the customer's clock."""
     c = decode_customer(state)
-    return c.snapshot(DEFAULT_CONFIG, segment_set(DEFAULT_CONFIG).held(c.segments))
+    return c.snapshot(config, segment_set(config).held(c.segments))
 
 
-def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object) -> list[str]:
+def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object,
+            config: EngineConfig = DEFAULT_CONFIG) -> list[str]:
     diffs: list[str] = []
 
     def where(cid: str) -> str:
@@ -285,7 +287,7 @@ def compare(want: Expected, got: Observed, want_dead: Counter[str], seed: object
                 diffs.append(f"{where(cid)}: erased by the oracle, but its state is still committed")
         for cid in sorted(c for c, q in want.partition_of.items() if q == p and c in want.records):
             st = customers.get(cid)
-            rec = None if st is None else state_record(st)
+            rec = None if st is None else state_record(st, config)
             if not close(want.records[cid], rec):
                 diffs.append(f"{where(cid)}: committed state differs in "
                              f"{differing_fields(want.records[cid], rec)}: oracle {want.records[cid]} state {rec}")
@@ -307,7 +309,7 @@ def wait_until_exact(settings: Settings, seed: object, timeout: float = 90.0) ->
         if cache is None or cache[0] != shape:
             cache = (shape, expected(settings, events))
         got = asyncio.run(observe(settings))
-        diffs = compare(cache[1], got, expected_dead_letters(settings, inputs), seed)
+        diffs = compare(cache[1], got, expected_dead_letters(settings, inputs), seed, settings.engine_config())
         if not diffs:
             return []
         time.sleep(1.0)
