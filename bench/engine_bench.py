@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import gzip
+import math
 import os
 import time
 from typing import Any
@@ -54,6 +57,38 @@ def bench_online_retail() -> dict[str, Any]:
     doc = replay_file(DATA)
     return {"online_retail_replay_s": round(time.perf_counter() - t0, 3),
             "online_retail_events": doc["counts"]["applied"]}
+
+
+CLV_MODEL = os.path.join(os.path.dirname(__file__), "..", "data", "clv-model-online-retail.json")
+
+
+def bench_clv() -> dict[str, Any]:
+    """SPEC §11's cost: the Online Retail replay with the shipped model and without, and the time
+    to build one record (what the stream pays per published record) with and without it."""
+    from stream_app.engine.clv import load_model
+
+    with_model = dataclasses.replace(DEFAULT_CONFIG, clv_model=load_model(CLV_MODEL))
+    out: dict[str, Any] = {}
+    for name, cfg in (("no_model", DEFAULT_CONFIG), ("model", with_model)):
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            replay_file(DATA, config=cfg)
+            best = min(best, time.perf_counter() - t0)
+        out[f"online_retail_replay_s_{name}"] = round(best, 3)
+    r = Replay(with_model)
+    with gzip.open(DATA, "rb") as f:
+        r.feed(enumerate(f, start=1))
+    customers = list(r.unit.customers.values())
+    for name, cfg in (("no_model", DEFAULT_CONFIG), ("model", with_model)):
+        best = math.inf
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for c in customers:
+                c.read(None, cfg, [])
+            best = min(best, time.perf_counter() - t0)
+        out[f"record_us_{name}"] = round(best / len(customers) * 1e6, 2)
+    return out
 
 
 def bench_memory(customers: int) -> dict[str, Any]:

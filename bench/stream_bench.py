@@ -175,7 +175,8 @@ async def bench_stream_async(n: int) -> dict[str, Any]:
         settings = Settings(broker=broker.url, partitions=4, app_id=f"bench-{uuid.uuid4().hex[:6]}",
                             data_dir=os.path.join(tmp, "data"),
                             # SPEC §10: the built-in segments, or a file (`{"segments": []}`: off)
-                            segments_file=os.environ.get("ENGAGEMENT_SEGMENTS_FILE", ""), **EMBEDDED_PROFILE)
+                            segments_file=os.environ.get("ENGAGEMENT_SEGMENTS_FILE", ""),
+                            clv_model_file=os.environ.get("ENGAGEMENT_CLV_MODEL_FILE", ""), **EMBEDDED_PROFILE)
         await ensure_topics(settings)
         lines = list(Simulator(customers=20_000, seed=5, days=365).lines(n))
         t0 = time.perf_counter()
