@@ -35,7 +35,9 @@ def query(port: int, promql: str) -> float | None:
 def test_prometheus_scrapes_worker_counts(broker: EmbeddedBroker, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is required (apt-get install prometheus)"
-    settings = isolated_settings(broker, tmp_path)
+    # with the shipped lifetime-value model, so that every metric the dashboard shows is exported
+    model = Path(__file__).resolve().parents[2] / "data" / "clv-model-online-retail.json"
+    settings = isolated_settings(broker, tmp_path, clv_model_file=str(model))
     lines = list(Simulator(customers=200, seed=21, days=60, bad_rate=0.03).lines(3000))
     expected = replay_lines(lines)
     worker = WorkerProcess(settings, tmp_path)
@@ -73,6 +75,8 @@ def test_prometheus_scrapes_worker_counts(broker: EmbeddedBroker, tmp_path: Path
         for reason, n in reasons.items():
             assert query(prom_port, f'sum(engagement_dead_letters_total{{reason="{reason}"}})') == n
         assert query(prom_port, 'up{job="engagement-scorer"}') == 1
+        version = settings.engine_config().clv_model.version  # type: ignore[union-attr]
+        assert query(prom_port, f'engagement_clv_model_info{{version="{version}"}}') == 1
 
         # every metric the dashboard and the alert rules query is exported by this running worker
         with urllib.request.urlopen(worker.url + "/metrics", timeout=10) as resp:
