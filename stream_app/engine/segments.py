@@ -364,12 +364,25 @@ class SegmentSet:
             return self._activity_window_flip(c, p, day)
         if f == CHANNEL_COUNT_30D or f == CHANNELS_30D:  # CHANNEL_FIELDS
             return self._channel_flip(c, p, day)
-        # SCORE: max(0, S) only decays; it crosses n where S(t) = n (round(S, 9) reaches 0 once S < 5e-10)
+        # SCORE: max(0, S) only decays. Against n <= 0 it changes once, when round(S, 9) reaches 0
+        # (S < 5e-10). Against n > 0 its truth changes while round(S, 9) passes n: schedule the
+        # midnight before S reaches a band just above n, then every midnight inside the band (a
+        # score equal to n changes `<` and `>=` at once as it decays), none below it
         if c.s_ref <= 0:
             return -1
-        level = p.number if p.number > 0 else 5e-10
-        if self._num(c, at, SCORE) <= level:
-            return -1
+        s = self._num(c, at, SCORE)
+        n = p.number
+        if n > 0:
+            band = max(n * 1e-6, 1e-9)
+            if s <= n - band:
+                return -1
+            level = n + band
+        else:
+            level = 5e-10
+            if s <= level:
+                return -1
+        if s <= level:
+            return day + 1
         cross = c.t_ref + self.half_life * math.log2(c.s_ref / level)
         d = int(cross) // DAY  # the midnight at or before the crossing: the float may err either way
         return d if d > day else day + 1
@@ -379,13 +392,7 @@ class SegmentSet:
         b = c.order_buckets
         w = self.order_window_days
         lo = day - (w - 1)
-        orders = guests = 0
-        revenue = 0.0
-        for i in range(0, len(b), 4):
-            if b[i] >= lo:
-                orders += b[i + 1]
-                guests += b[i + 2]
-                revenue += b[i + 3]
+        orders, guests, revenue = c.window_orders(day * DAY, w)  # the sums the evaluation compared
         f = p.field
         now = p.test(_order_field(f, orders, guests, revenue))
         for i in range(0, len(b), 4):  # day-ordered: they leave in this order

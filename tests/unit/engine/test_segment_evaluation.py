@@ -234,3 +234,12 @@ def test_what_the_next_evaluation_may_skip_is_recorded_and_defaults_to_everythin
     # restored from state, a customer skips nothing until it is evaluated again
     back = decode_customer(encode_customer(c))
     assert (back.segments_live, back.segments_quiet, back.segments_tier_held) == (-1, 0, 0)
+
+
+def test_a_score_equal_to_the_threshold_changes_at_the_next_midnight() -> None:
+    # a follow weighs exactly 3: `score < 3` is false at the event and true as soon as the score
+    # decays, so the next midnight's sweep enters it (hypothesis found the missing schedule)
+    events = [ev("e1", "follow", "alice", T0, channel="web"), ev("e2", "page_view", "bob", T0, channel="web")]
+    got = check(events, "2024-01-02T00:00:00Z", [{"name": "s0", "when": [["score", "<", 3]]}])
+    assert [(c["customer_id"], c["change"], c["at"], c["reason"]) for c in got["segment_changes"]] == [
+        ("bob", "entered", "2024-01-01T00:00:00Z", "event"), ("alice", "entered", "2024-01-02T00:00:00Z", "sweep")]
