@@ -126,10 +126,11 @@ class Customer:
         lo = day_of(as_of) - (days - 1)
         b = self.activity_buckets
         clicks = social = 0
-        for i in range(0, len(b), 3):
-            if b[i] >= lo:
-                clicks += b[i + 1]
-                social += b[i + 2]
+        i = len(b) - 3
+        while i >= 0 and b[i] >= lo:  # newest first: the buckets are day-ordered
+            clicks += b[i + 1]
+            social += b[i + 2]
+            i -= 3
         return clicks, social
 
     def window_messages(self, as_of: int, days: int) -> list[int]:

@@ -221,16 +221,7 @@ class SegmentSet:
             return vals.revenue if f == REVENUE_365D else vals.aov
         if f == CLICKS_30D or f == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
             if not vals.have & _H_ACTIVITY:
-                # Customer.window_activity's sums, newest bucket first (the buckets are day-ordered:
-                # stop at the first before the window), with no tuple to allocate
-                lo = t // DAY - (self.activity_window_days - 1)
-                b = c.activity_buckets
-                clicks = social = 0
-                i = len(b) - 3
-                while i >= 0 and b[i] >= lo:
-                    clicks += b[i + 1]
-                    social += b[i + 2]
-                    i -= 3
+                clicks, social = c.window_activity(t, self.activity_window_days)
                 vals.clicks = float(clicks)
                 vals.social = float(social)
                 vals.have |= _H_ACTIVITY
