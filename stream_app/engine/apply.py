@@ -293,7 +293,7 @@ class Scoring:
             # at each midnight where time could change one of its segments: the sweep index)
             fs = self.first_sweep
             partial = not first and (when // DAY == previous_day
-                                     or (fs is not None and (previous_day + 1) * DAY >= fs))
+                                     or (fs is not None and previous_day + 1 >= fs // DAY))
             if partial:
                 mask = rule.segment_mask
                 if c.tier != tier_before:
@@ -306,6 +306,14 @@ class Scoring:
                 mask = ss.all
             if rule.clicks:
                 mask &= ~c.segments_quiet
+            wait = c.segments_wait
+            if wait:  # counted down by every event of the customer (`SegmentSet.evaluate`)
+                n = c.segments_wait_n - 1
+                c.segments_wait_n = n
+                if n > 0:
+                    mask &= ~wait
+                else:
+                    c.segments_wait = 0
             if c.tier == tier_before and not first:
                 mask &= ~c.segments_tier_held
             if mask:
@@ -354,16 +362,32 @@ class Scoring:
     def reschedule(self, c: Customer, after: int, change: int, partial: bool = False) -> None:
         """Index the customer under the first midnight > `after` when a sweep may act on it;
         `change`: the day its segments may next change (`SegmentSet.evaluate`, -1: none);
-        `partial`: only some segments were evaluated, so the day indexed for the others stays."""
+        `partial`: only some segments were evaluated, so the day known for the others stays.
+
+        The segments' day is kept apart (`Customer.segments_due`): a sweep visit for the tier or
+        the churn alert then evaluates no segment unless one is due or the tier moved."""
+        after_day = after // DAY
         due = next_due_day(c, after, self.tiers.demote_at, self.config)
-        if partial and c.due_day > after // DAY and (due < 0 or c.due_day < due):
-            due = c.due_day
+        seg = -1
         if change >= 0:
             # a change after the evaluation but not after `after` (a late event evaluated before
             # the watermark's day, which no sweep visits again) is due at the next sweep
-            change = max(change, after // DAY + 1)
-            if due < 0 or change < due:
-                due = change
+            seg = change if change > after_day else after_day + 1
+        if partial:
+            old = c.segments_due
+            if old == 0:
+                # unknown (restored state): the day indexed before stands for the segments not
+                # evaluated, and the next visit evaluates them all
+                if c.due_day > after_day and (seg < 0 or c.due_day < seg):
+                    seg = c.due_day
+                if seg >= 0 and (due < 0 or seg < due):
+                    due = seg
+                seg = 0
+            elif old > after_day and (seg < 0 or old < seg):
+                seg = old
+        c.segments_due = seg
+        if seg > 0 and (due < 0 or seg < due):
+            due = seg
         if due != c.due_day:
             c.due_day = due
             if due >= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from stream_app.engine.clock import SharedInt, day_of, format_instant, format_instant_cached, format_optional_cached
 from stream_app.engine.clv import predict
@@ -12,7 +12,7 @@ from stream_app.engine.config import TIERS, EngineConfig
 from stream_app.engine.kpis import MESSAGE_FIELDS, NO_ORDER_DAYS, TopOrderDays
 from stream_app.engine.records import Clv, CustomerRecord
 
-LN2 = math.log(2.0)
+LN2: Final = math.log(2.0)
 
 
 class CartTimer(NamedTuple):
@@ -50,7 +50,8 @@ class Customer:
         "feedback_at", "churn_alerted", "due_day", "last_activity", "channel_days", "message_buckets",
         "last_nps", "last_nps_at", "segments", "order_day_values",
         # derived, not persisted (formats.DERIVED_FIELDS): what the next evaluation may skip
-        "segments_live", "segments_quiet", "segments_tier_held",
+        "segments_live", "segments_quiet", "segments_tier_held", "segments_wait", "segments_wait_n",
+        "segments_due",
     )
 
     def __init__(self, customer_id: str, t: int) -> None:
@@ -98,6 +99,13 @@ class Customer:
         self.segments_quiet = 0
         #: segments held false by a tier predicate: only a tier change can make them true
         self.segments_tier_held = 0
+        #: segments held false by a count short of its threshold, skipped by the next
+        #: `segments_wait_n` - 1 events of the customer (none can raise the count enough)
+        self.segments_wait = 0
+        self.segments_wait_n = 0
+        #: day index of the first midnight at which time alone may change a segment held or not
+        #: (`SegmentSet.evaluate`); -1: none; 0: unknown (restored state), as early as any
+        self.segments_due = 0
 
     @property
     def clock(self) -> int:

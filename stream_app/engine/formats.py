@@ -63,7 +63,8 @@ CUSTOMER_FIELDS: Final = (
 )
 #: Customer slots after CUSTOMER_FIELDS that are not persisted: evaluation shortcuts whose
 #: defaults (evaluate everything) are always exact
-DERIVED_FIELDS: Final = ("segments_live", "segments_quiet", "segments_tier_held")
+DERIVED_FIELDS: Final = ("segments_live", "segments_quiet", "segments_tier_held", "segments_wait", "segments_wait_n",
+                              "segments_due")
 #: field name -> its index in the record
 CUSTOMER_INDEX: Final = {name: i + 1 for i, name in enumerate(CUSTOMER_FIELDS)}
 #: format 0: the fields without the leading number; its first 20-slot form predates SPEC §1's

@@ -92,7 +92,8 @@ class Predicate:
     """`[field, op, value]`, compiled: numbers rounded to 9 places once, tiers as indexes."""
 
     __slots__ = ("field", "op", "number", "tiers", "channel", "source", "tier_bits", "dead_if_false", "timed",
-                 "quiet")
+                 "quiet", "count_target", "whole",
+                 "window_threshold")
 
     def __init__(self, field: int, op: int, number: float, tiers: frozenset[int], channel: str,
                  source: list[Any]) -> None:
@@ -111,6 +112,13 @@ class Predicate:
         self.timed = False
         #: set by `segments.SegmentSet`: no clicks-topic event changes its field
         self.quiet = False
+        #: set by `segments.SegmentSet`: the least whole count that satisfies a `>=` or `>` on a
+        #: count no event raises by more than one (`segments.count_target`); -1: another predicate
+        self.count_target = -1
+        #: set by `segments.SegmentSet`: floor(number), for day counts (compared as whole days)
+        self.whole = 0
+        #: set by `segments.SegmentSet`: <, <=, > or >= on an order-window count (`_window_count_holds`)
+        self.window_threshold = False
 
     def test(self, x: float) -> bool:
         """A numeric field's predicate against its value, NaN standing for null (`holds`)."""

@@ -150,6 +150,9 @@ class SegmentSet:
                 p.dead_if_false = static_false(p)
                 p.timed = time_class(p) != STATIC
                 p.quiet = p.field not in clicks_fields
+                p.count_target = count_target(p)
+                p.whole = math.floor(p.number) if math.isfinite(p.number) else 0
+                p.window_threshold = (p.field == ORDERS_365D or p.field == GUEST_ORDERS_365D) and p.op in (LT, LE, GT, GE)
         #: event type -> whether it is a clicks-topic event (it leaves quiet segments false)
         self.clicks_type = {etype: topic == CLICKS for etype, topic in TOPIC_OF_TYPE.items()}
         # cheapest first, except that predicates only a non-clicks event can make true come
@@ -182,6 +185,11 @@ class SegmentSet:
         #: the segments with a predicate time alone can change (what a sweep re-evaluates)
         self.timed_mask = sum(r.bit for r in self.rules if r.has_timed)
         self.vals = _Values()
+        #: reason -> for segment k, [left, entered] records with all but customer_id and at filled:
+        #: copying one and setting two keys costs half of building the dict
+        self._templates: dict[str, list[SegmentChange]] = {
+            reason: [_change("", name, entered, "", reason) for name in self.names for entered in (False, True)]
+            for reason in ("event", "sweep", "definitions")}
         # the `at` of the last change record: a sweep dates all its changes at one midnight
         self._at = -1
         self._at_text = ""
@@ -258,7 +266,25 @@ class SegmentSet:
                 vals.channels = c.window_channels(t, self.activity_window_days)
                 vals.have |= _H_CHANNELS
             return (p.channel in vals.channels) == (p.op == CONTAINS)
+        if p.window_threshold:
+            return self._window_count_holds(c, t // DAY, p)
         return p.test(self._num(c, t, f))
+
+    def _window_count_holds(self, c: Customer, day: int, p: Predicate) -> bool:
+        """A threshold on orders_365d or guest_orders_365d, deciding as soon as the newest days
+        settle it (a frequent buyer's year of order days is not summed for `>= 3`)."""
+        b = c.order_buckets
+        lo = day - (self.order_window_days - 1)
+        k = 1 if p.field == ORDERS_365D else 2
+        rising = p.op == GE or p.op == GT  # true once the count is high enough, else false then
+        n = 0
+        i = len(b) - 4
+        while i >= 0 and b[i] >= lo:
+            n += b[i + k]
+            if p.test(float(n)) == rising:
+                return rising
+            i -= 4
+        return p.test(float(n))
 
     def evaluate(self, c: Customer, at: int, reason: str, counts: dict[str, int],
                  out: list[SegmentChange], mask: int) -> int:
@@ -285,6 +311,8 @@ class SegmentSet:
         live_bits = c.segments_live & ~mask
         quiet_bits = c.segments_quiet & ~mask
         tier_bits = c.segments_tier_held & ~mask
+        wait_bits = 0
+        wait_n = 0
         selected = self._selected.get(mask)
         if selected is None:
             if len(self._selected) >= 4096:  # a handful of masks occur; bound it all the same
@@ -303,6 +331,13 @@ class SegmentSet:
                             quiet_bits |= bit
                         elif p.field == TIER:
                             tier_bits |= bit
+                        if p.count_target >= 0:
+                            # each event raises the count by one at most, time only lowers it
+                            k = p.count_target - int(self._num(c, at, p.field))
+                            if k > 1:
+                                wait_bits |= bit
+                                if wait_n == 0 or k < wait_n:
+                                    wait_n = k
                         break
             if inside:
                 bits |= bit
@@ -315,6 +350,14 @@ class SegmentSet:
         c.segments_live = live_bits
         c.segments_quiet = quiet_bits
         c.segments_tier_held = tier_bits
+        old_wait = c.segments_wait & ~mask
+        if wait_bits:
+            if old_wait and c.segments_wait_n < wait_n:
+                wait_n = c.segments_wait_n  # one countdown for all: the shortest
+            c.segments_wait = old_wait | wait_bits
+            c.segments_wait_n = wait_n
+        else:
+            c.segments_wait = old_wait
         diff = bits ^ held
         if diff:
             cid = c.customer_id
@@ -322,11 +365,15 @@ class SegmentSet:
                 self._at = at
                 self._at_text = format_instant(at)
             text = self._at_text
+            templates = self._templates[reason]
             for k, name in enumerate(self.names):
                 if diff >> k & 1:
-                    entered = bits >> k & 1 == 1
+                    entered = bits >> k & 1
                     counts[name] += 1 if entered else -1
-                    out.append(_change(cid, name, entered, text, reason))
+                    change = templates[2 * k + entered].copy()
+                    change["customer_id"] = cid
+                    change["at"] = text
+                    out.append(change)
             c.segments = bits
         return best
 
@@ -342,7 +389,7 @@ class SegmentSet:
             x0 = day - base
             now = p.test(float(x0))
             # a whole-day count against a number changes its truth at floor(n) or floor(n) + 1
-            x = math.floor(p.number) if math.isfinite(p.number) else x0
+            x = p.whole
             if x > x0 and p.test(float(x)) != now:
                 return base + x
             x += 1
@@ -350,7 +397,7 @@ class SegmentSet:
                 return base + x
             return -1
         if ORDERS_365D <= f <= AOV_365D:  # ORDER_WINDOW_FIELDS
-            return self._order_window_flip(c, p, day)
+            return self._order_window_flip(c, p, at, day)
         if f == CLICKS_30D or f == SOCIAL_30D:  # ACTIVITY_WINDOW_FIELDS
             return self._activity_window_flip(c, p, day)
         if f == CHANNEL_COUNT_30D or f == CHANNELS_30D:  # CHANNEL_FIELDS
@@ -374,17 +421,38 @@ class SegmentSet:
                 return -1
         if s <= level:
             return day + 1
-        cross = c.t_ref + self.half_life * math.log2(c.s_ref / level)
+        cross = c.t_ref + self.half_life * (math.log(c.s_ref / level) / LN2)  # log2: a Python call compiled
         d = int(cross) // DAY  # the midnight at or before the crossing: the float may err either way
         return d if d > day else day + 1
 
-    def _order_window_flip(self, c: Customer, p: Predicate, day: int) -> int:
+    def _order_window_flip(self, c: Customer, p: Predicate, at: int, day: int) -> int:
         """The first day after `day` when a bucket leaving the order window changes p's truth."""
         b = c.order_buckets
         w = self.order_window_days
         lo = day - (w - 1)
-        orders, guests, revenue = c.window_orders(day * DAY, w)  # the sums the evaluation compared
         f = p.field
+        if p.window_threshold:
+            # a threshold on a count that only falls: its truth changes once, when the bucket
+            # that brings the count across leaves. Newest first: a handful of steps, not all
+            # of a frequent buyer's order days
+            now = self._window_count_holds(c, day, p)
+            k = 1 if f == ORDERS_365D else 2
+            if p.test(0.0) == now:
+                return -1
+            n = 0
+            i = len(b) - 4
+            while i >= 0 and b[i] >= lo:
+                n += b[i + k]
+                if p.test(float(n)) == now:
+                    return b[i] + w
+                i -= 4
+            return -1
+        vals = self.vals
+        if not vals.have & _H_ORDERS:  # the evaluation computed them, unless it stopped early
+            self._num(c, at, ORDERS_365D)
+        orders = int(vals.orders)
+        guests = int(vals.guests)
+        revenue = vals.revenue
         now = p.test(_order_field(f, orders, guests, revenue))
         for i in range(0, len(b), 4):  # day-ordered: they leave in this order
             if b[i] >= lo:
@@ -514,6 +582,24 @@ def touched(etype: str, topic: str) -> frozenset[int]:
 STATIC: Final = -1  # a predicate only an event can change (time_class; field ids start at 0)
 #: fields whose value time alone only lowers (window counts, the decaying score)
 _DECREASING = frozenset((ORDERS_365D, GUEST_ORDERS_365D, CLICKS_30D, SOCIAL_30D, CHANNEL_COUNT_30D, SCORE))
+
+
+#: counts no applied event raises by more than one (an event has one type, one channel, one day)
+_COUNTS = frozenset((ORDERS_TOTAL, EVENTS_TOTAL, ORDERS_365D, GUEST_ORDERS_365D, CLICKS_30D, SOCIAL_30D,
+                     CHANNEL_COUNT_30D))
+
+
+def count_target(p: Predicate) -> int:
+    """The least whole count satisfying a `>=` or `>` on one of `_COUNTS`, -1 for any other
+    predicate. Such a predicate false at count v stays false for the customer's next
+    target - v - 1 events: each raises the count by one at most, and time only lowers it (windows)
+    or leaves it (totals)."""
+    if p.field not in _COUNTS or (p.op != GE and p.op != GT) or not math.isfinite(p.number):
+        return -1
+    x = max(0, math.floor(p.number))
+    while not p.test(float(x)):  # at most twice: the test rounds only near the number
+        x += 1
+    return x
 
 
 def time_class(p: Predicate) -> int:

@@ -119,7 +119,7 @@ class Unit(Scoring):
                 if not self.due and not timers:
                     break
         if next_midnight_after(wm) <= t:  # a sweep ran at every midnight in (wm, t], if only in name
-            self.last_sweep = t // DAY * DAY
+            self.last_sweep = t - t % DAY
             if self.first_sweep is None:
                 self.first_sweep = next_midnight_after(wm)
         self.watermark = t
@@ -155,14 +155,20 @@ class Unit(Scoring):
             tier_before = c.tier
             self.evaluate_tier(c, midnight, c.score_at(midnight, cfg.half_life), "sweep")
             change = -1
+            partial = False
             if self.has_segments:
                 ss = self.segment_set
                 # at a midnight only time and the tier change: the segments time may change (live:
-                # no false predicate that only an event can make true) and those reading the tier
-                live = c.segments_live & ss.timed_mask
-                mask = live | ss.reads_tier if c.tier != tier_before else live
+                # no false predicate that only an event can make true) when one is due here, and
+                # those reading the tier when it moved
+                mask = ss.reads_tier if c.tier != tier_before else 0
+                sd = c.segments_due
+                if sd == 0 or 0 < sd <= day:
+                    mask |= c.segments_live & ss.timed_mask
+                else:
+                    partial = True  # a visit for the tier or churn: the segments' day stands
                 change = ss.evaluate(c, midnight, "sweep", self.kpis.segments, self.segment_changes, mask)
-            self.reschedule(c, midnight, change)
+            self.reschedule(c, midnight, change, partial)
             self.changed.add(cid)
 
     # -- reading ---------------------------------------------------------------------------------

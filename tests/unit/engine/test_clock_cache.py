@@ -25,3 +25,14 @@ def test_the_cache_is_bounded() -> None:
         clock.format_instant_cached(base + i)
     assert len(clock._INSTANT_TEXT) <= 65_536
     assert clock.format_instant_cached(base + 1) == oracle_format(base + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(INSTANTS, st.sampled_from([1, 1_000, clock.SECOND, clock.DAY]))
+def test_whole_seconds_milliseconds_and_midnights_format_and_round_as_the_oracle(us: int, unit: int) -> None:
+    # the fraction is dropped when zero and written as milliseconds when whole
+    whole = us - us % unit
+    assert clock.format_instant(whole) == oracle_format(whole)
+    assert clock.next_midnight_after(us) == (us // clock.DAY + 1) * clock.DAY
+    assert clock.midnight_at_or_after(us) == -(-us // clock.DAY) * clock.DAY
+    assert clock.midnight_at_or_after(whole) == -(-whole // clock.DAY) * clock.DAY

@@ -233,13 +233,41 @@ def test_what_the_next_evaluation_may_skip_is_recorded_and_defaults_to_everythin
     assert c.segments_tier_held == bit["vip_slipping"]  # bronze: only a tier change can matter
     # restored from state, a customer skips nothing until it is evaluated again
     back = decode_customer(encode_customer(c))
-    assert (back.segments_live, back.segments_quiet, back.segments_tier_held) == (-1, 0, 0)
+    assert (back.segments_live, back.segments_quiet, back.segments_tier_held, back.segments_wait,
+            back.segments_due) == (-1, 0, 0, 0, 0)
 
 
-def test_a_score_equal_to_the_threshold_changes_at_the_next_midnight() -> None:
-    # a follow weighs exactly 3: `score < 3` is false at the event and true as soon as the score
-    # decays, so the next midnight's sweep enters it (hypothesis found the missing schedule)
-    events = [ev("e1", "follow", "alice", T0, channel="web"), ev("e2", "page_view", "bob", T0, channel="web")]
-    got = check(events, "2024-01-02T00:00:00Z", [{"name": "s0", "when": [["score", "<", 3]]}])
-    assert [(c["customer_id"], c["change"], c["at"], c["reason"]) for c in got["segment_changes"]] == [
-        ("bob", "entered", "2024-01-01T00:00:00Z", "event"), ("alice", "entered", "2024-01-02T00:00:00Z", "sweep")]
+def test_a_count_short_of_its_threshold_skips_the_events_that_cannot_reach_it() -> None:
+    # window_shoppers needs clicks_30d >= 10: after 3 clicks, the next 6 events cannot make it
+    # true (one click each at most), so they skip it; the 10th click still enters at its instant
+    u = Unit()
+    bit = 1 << u.segment_set.names.index("window_shoppers")
+    clicks = [ev(f"c{i}", "page_view", "ann", T0 + i * HOUR, channel="web") for i in range(10)]
+    for e in clicks[:3]:
+        u.offer(validate_bytes(orjson.dumps(e)))  # type: ignore[arg-type]
+    c = u.customers["ann"]
+    assert c.segments_wait & bit and c.segments_wait_n == 7
+    for e in clicks[3:9]:  # the countdown runs out at the 10th event, which can reach 10 clicks
+        u.offer(validate_bytes(orjson.dumps(e)))  # type: ignore[arg-type]
+    assert c.segments_wait & bit and c.segments_wait_n == 1 and not c.segments & bit
+    check(clicks)
+    doc = check(clicks + [ev("o", "order_placed", "ann", T0 + 11 * HOUR, order_id="o1", amount=5.0)])
+    assert [(c["segment"], c["change"], c["at"]) for c in doc["segment_changes"] if c["segment"] == "window_shoppers"] == [
+        ("window_shoppers", "entered", "2024-01-01T09:00:00Z"), ("window_shoppers", "left", "2024-01-01T11:00:00Z")]
+
+
+def test_a_sweep_visit_for_the_tier_evaluates_no_segment_that_is_not_due() -> None:
+    # ann is platinum: sweeps visit her for her demotions; her segment's change is 60 days away
+    # (segments_due), so those visits leave it alone, and the result is still the oracle's
+    defs = [{"name": "quiet_buyer", "when": [["days_since_last_order", ">=", 60]]}]
+    events = [order(f"o{i}", "ann", T0 + i * HOUR, 400.0) for i in range(4)]
+    u = Unit(EngineConfig(segments=json.dumps({"segments": defs})))
+    for e in events:
+        u.offer(validate_bytes(orjson.dumps(e)))  # type: ignore[arg-type]
+    c = u.customers["ann"]
+    assert c.segments_due == T0 // DAY + 60
+    assert c.due_day < c.segments_due  # indexed earlier, for the demotion
+    doc = check(events + [ev("b", "page_view", "bob", T0 + 70 * DAY, channel="web")], defs=defs)
+    assert len({tc["at"] for tc in doc["tier_changes"] if tc["customer_id"] == "ann"}) >= 2  # demoted by sweeps
+    assert [(c["change"], c["at"], c["reason"]) for c in doc["segment_changes"]] == [
+        ("entered", "2024-03-01T00:00:00Z", "sweep")]
