@@ -18,7 +18,7 @@ import heapq
 import math
 
 from stream_app.engine.alerts import checkout, negative_feedback
-from stream_app.engine.channels import Channels, forget_channels, touch_channel
+from stream_app.engine.channels import UNMOVED, Channels, forget_channels, touch_channel
 from stream_app.engine.clock import DAY, SharedInt
 from stream_app.engine.config import SILVER, EngineConfig
 from stream_app.engine.customer import (
@@ -68,6 +68,7 @@ class TypeRule:
         #: set by `Scoring`: the segments reading a field this type changes (`SegmentSet.by_type`),
         #: and whether it is a clicks-topic type (`SegmentSet.clicks_type`)
         self.segment_mask = 0
+        self.held_safe = 0  # `SegmentSet.held_safe`
         self.clicks = False
 
     def store(self, kpis: KpiPartial, ev: Event, day: int) -> float:
@@ -201,10 +202,12 @@ class Scoring:
                                self.segment_set.names)
         self.tiers = TierRule(config.tier_bounds, config.demotion_factor)
         self.decay = -LN2 / config.half_life  # S(T) = S(t)·exp((T − t)·decay)
+        self.activity_span = config.activity_window_days - 1  # a window's first day: day − span
         self.channels = Channels(config.channels)
         self.rules: dict[str, TypeRule] = type_rules(config, self.channels)
         for etype, rule in self.rules.items():
             rule.segment_mask = self.segment_set.by_type[etype]
+            rule.held_safe = self.segment_set.held_safe[etype]
             rule.clicks = self.segment_set.clicks_type[etype]
         #: (deadline, customer_id) of cart timers; stale entries are skipped when popped
         self.timers: list[tuple[int, str]] = []
@@ -253,7 +256,8 @@ class Scoring:
         tier_before = c.tier
         # §10 fields this event may leave unchanged: segments reading only unchanged ones keep
         # their membership (a partial evaluation, below)
-        activity_day_moved = channels_moved = False
+        activity_day_moved = False
+        channel_was = UNMOVED  # the event's channel's latest day before, if it moved
         if rule.activity:
             la = c.last_activity
             if la is None or t > la:
@@ -267,7 +271,7 @@ class Scoring:
                     self.kpis.move_active(old_day, day)
                     activity_day_moved = True
             ch = ev.channel
-            channels_moved = touch_channel(self.kpis, c, self.channels.of(ch) if ch else rule.channel, day_obj)
+            channel_was = touch_channel(self.kpis, c, self.channels.of(ch) if ch else rule.channel, day_obj)
         if rule.message >= 0:
             add_message_bucket(c, day_obj, rule.message, self.config.activity_window_days)
         rule.customer(self, c, ev, at, day_obj)
@@ -295,13 +299,17 @@ class Scoring:
             partial = not first and (when // DAY == previous_day
                                      or (fs is not None and previous_day + 1 >= fs // DAY))
             if partial:
-                mask = rule.segment_mask
+                # a member of a segment whose predicates on the fields this event changes are
+                # `>=`/`>` on counts it only raises stays a member
+                mask = rule.segment_mask & ~(c.segments & rule.held_safe)
                 if c.tier != tier_before:
                     mask |= ss.reads_tier
                 if activity_day_moved:
                     mask |= ss.reads_activity_day
-                if channels_moved:
-                    mask |= ss.reads_channels
+                if channel_was != UNMOVED and channel_was < when // DAY - self.activity_span <= day:
+                    # channels_30d and channel_count_30d change only when the channel enters the
+                    # window (moved inside it, it leaves later than scheduled: harmless)
+                    mask |= ss.reads_channels & ~(c.segments & ss.channels_held_safe)
             else:
                 mask = ss.all
             if rule.clicks:

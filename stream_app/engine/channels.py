@@ -3,7 +3,7 @@ with the KPI histograms that follow it (customers by channel, omnichannel)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from stream_app.engine.clock import SharedInt
 from stream_app.engine.customer import Customer
@@ -30,15 +30,20 @@ class Channels:
         return ch
 
 
-def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt) -> bool:
+#: `touch_channel`: the channel's latest day did not move
+UNMOVED: Final = -2
+
+
+def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt) -> int:
     """An activity event on channel `ch` (None: none) on `day`: the customer's latest day on it,
     and the KPI histograms of per-channel days and of the second-latest of them (omnichannel).
-    Returns whether the customer's channel days changed (segments reading them: `Scoring.apply`)."""
+    Returns the channel's latest day before (-1: a new channel), or UNMOVED (segments reading
+    the channels: `Scoring.apply`)."""
     if ch is None:
-        return False
+        return UNMOVED
     cd = c.channel_days
     if cd and cd[0] == ch and cd[1] >= day:
-        return False  # the common case: the customer's first channel, already seen that day
+        return UNMOVED  # the common case: the customer's first channel, already seen that day
     n = len(cd)
     i = 0
     while i < n and cd[i] != ch:
@@ -46,7 +51,7 @@ def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt)
     if i < n:
         old = cd[i + 1]
         if old >= day:
-            return False
+            return UNMOVED
         before = second_day(cd) if n > 2 else -1
         cd[i + 1] = day
     else:
@@ -58,7 +63,7 @@ def touch_channel(kpis: KpiPartial, c: Customer, ch: str | None, day: SharedInt)
         after = second_day(cd)
         if after != before:
             kpis.move_omni(before, after)
-    return True
+    return old
 
 
 def forget_channels(kpis: KpiPartial, c: Customer) -> None:

@@ -163,6 +163,31 @@ def format_instant(us: int) -> str:
     return f"{date}{minute}{second}{_MS_TEXT[ms]}{_US_TEXT[micros]}Z"
 
 
+class _Last:
+    """The instant `format_last` formatted last, and its text."""
+
+    __slots__ = ("text", "us")
+
+    def __init__(self) -> None:
+        self.us = -1
+        self.text = ""
+
+
+_LAST: Final = _Last()
+
+
+def format_last(us: int) -> str:
+    """`format_instant` remembering one instant: an event's tier change and segment changes, and
+    all the changes of one sweep, share theirs (a new instant costs ~1,500 instructions)."""
+    last = _LAST
+    if us != last.us:
+        text = format_instant(us)
+        last.us = -1  # a reader between these stores formats again, never takes a wrong pair
+        last.text = text
+        last.us = us
+    return last.text
+
+
 def format_optional(us: int | None) -> str | None:
     return None if us is None else format_instant(us)
 

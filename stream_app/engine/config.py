@@ -9,13 +9,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Final
 
 from stream_app.engine.clock import DAY, HOUR, MINUTE
 from stream_app.engine.clv import ClvModel
 from stream_app.engine.events import DEFAULT_CHANNELS, OTHER_CHANNEL
 
 TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
-BRONZE, SILVER, GOLD, PLATINUM = range(4)
+BRONZE: Final = 0  # Final: constants in the compiled engine, not module-dict lookups
+SILVER: Final = 1
+GOLD: Final = 2
+PLATINUM: Final = 3
 
 
 class InvalidConfig(ValueError):

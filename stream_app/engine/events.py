@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-ORDERS, CLICKS, SOCIAL, PRIVACY = "orders", "clicks", "social", "privacy"
+# Final: the compiled engine uses them as constants (a plain module global is a dict lookup, and
+# `ev.type == CUSTOMER_ERASED` runs for every event)
+ORDERS: Final = "orders"
+CLICKS: Final = "clicks"
+SOCIAL: Final = "social"
+PRIVACY: Final = "privacy"
 TOPICS: tuple[str, ...] = (ORDERS, CLICKS, SOCIAL, PRIVACY)
 
-ORDER_PLACED = "order_placed"
-ORDER_REFUNDED = "order_refunded"
-CHECKOUT_STARTED = "checkout_started"
-REVIEW = "review"
-SURVEY_RESPONSE = "survey_response"
-EMAIL_SENT, PUSH_SENT, SMS_SENT = "email_sent", "push_sent", "sms_sent"
-EMAIL_OPEN, EMAIL_CLICK, PUSH_OPEN, SMS_CLICK = "email_open", "email_click", "push_open", "sms_click"
-CUSTOMER_ERASED = "customer_erased"
+ORDER_PLACED: Final = "order_placed"
+ORDER_REFUNDED: Final = "order_refunded"
+CHECKOUT_STARTED: Final = "checkout_started"
+REVIEW: Final = "review"
+SURVEY_RESPONSE: Final = "survey_response"
+EMAIL_SENT: Final = "email_sent"
+PUSH_SENT: Final = "push_sent"
+SMS_SENT: Final = "sms_sent"
+EMAIL_OPEN: Final = "email_open"
+EMAIL_CLICK: Final = "email_click"
+PUSH_OPEN: Final = "push_open"
+SMS_CLICK: Final = "sms_click"
+CUSTOMER_ERASED: Final = "customer_erased"
 
 TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
     ORDERS: (ORDER_PLACED, ORDER_REFUNDED),
@@ -69,7 +79,7 @@ def channel_of(ev_type: str, channel: str | None, channels: frozenset[str] | tup
 
 
 #: an order's weight counts its amount only up to this (SPEC §3)
-ORDER_AMOUNT_CAP = 400.0
+ORDER_AMOUNT_CAP: Final = 400.0
 
 
 class Event(NamedTuple):

@@ -24,7 +24,7 @@ import json
 import math
 from typing import Final
 
-from stream_app.engine.clock import DAY, format_instant
+from stream_app.engine.clock import DAY, format_instant, format_last
 from stream_app.engine.config import EngineConfig
 from stream_app.engine.customer import Customer
 from stream_app.engine.events import CLICKS, NOT_ACTIVITY, ORDER_PLACED, ORDER_REFUNDED, SOCIAL, TOPIC_OF_TYPE
@@ -160,8 +160,6 @@ class SegmentSet:
         # most events skip it
         self.rules = [_Rule(1 << k, sorted(s.when, key=lambda p: (not (p.dead_if_false and p.quiet), _COST[p.field])),
                             [p for p in s.when if p.timed]) for k, s in enumerate(segments)]
-        #: mask -> the rules it selects, in definition order (filled as masks occur)
-        self._selected: dict[int, list[_Rule]] = {}
         #: event type -> mask of the segments that read a field the type can change (`touched`)
         self.by_type: dict[str, int] = {}
         for etype, topic in TOPIC_OF_TYPE.items():
@@ -171,11 +169,30 @@ class SegmentSet:
                 if s.fields & fields_touched:
                     mask |= 1 << k
             self.by_type[etype] = mask
+        #: event type -> mask of the segments a member stays in after it, as far as the fields it
+        #: changes go: each predicate reading one is a `>=` or `>` on a count the type only raises
+        self.held_safe: dict[str, int] = {}
+        for etype, topic in TOPIC_OF_TYPE.items():
+            fields_touched = touched(etype, topic)
+            up = rising(etype, topic)
+            mask = 0
+            for k, s in enumerate(segments):
+                if all(p.field not in fields_touched or (p.field in up and (p.op == GE or p.op == GT))
+                       for p in s.when):
+                    mask |= 1 << k
+            self.held_safe[etype] = mask
         # what an event changes only sometimes (`touched` leaves these out; `Scoring.apply` adds
         # the segments reading them when the event did change them)
         self.reads_tier = _reading(segments, (TIER,))
         self.reads_activity_day = _reading(segments, (DAYS_SINCE_LAST_ACTIVITY,))
         self.reads_channels = _reading(segments, (CHANNELS_30D, CHANNEL_COUNT_30D))
+        #: of those, the segments a member stays in when a channel enters the window: each channel
+        #: predicate is `contains` or a `>=`/`>` on channel_count_30d
+        self.channels_held_safe = 0
+        for k, s in enumerate(segments):
+            if all((p.field != CHANNELS_30D or p.op == CONTAINS)
+                   and (p.field != CHANNEL_COUNT_30D or p.op == GE or p.op == GT) for p in s.when):
+                self.channels_held_safe |= 1 << k
         self.all = (1 << len(segments)) - 1
         #: identifies the definitions (names and predicates, in order): state built under others
         #: is re-evaluated at restart (`Unit.from_parts`)
@@ -190,9 +207,8 @@ class SegmentSet:
         self._templates: dict[str, list[SegmentChange]] = {
             reason: [_change("", name, entered, "", reason) for name in self.names for entered in (False, True)]
             for reason in ("event", "sweep", "definitions")}
-        # the `at` of the last change record: a sweep dates all its changes at one midnight
-        self._at = -1
-        self._at_text = ""
+        self._event_templates = self._templates["event"]
+        self._sweep_templates = self._templates["sweep"]
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -313,13 +329,10 @@ class SegmentSet:
         tier_bits = c.segments_tier_held & ~mask
         wait_bits = 0
         wait_n = 0
-        selected = self._selected.get(mask)
-        if selected is None:
-            if len(self._selected) >= 4096:  # a handful of masks occur; bound it all the same
-                self._selected.clear()
-            selected = self._selected[mask] = [r for r in self.rules if mask & r.bit]
-        for rule in selected:
+        for rule in self.rules:  # a bit test each: cheaper than a dict of masks (a boxed key)
             bit = rule.bit
+            if not mask & bit:
+                continue
             inside = True
             live = rule.has_timed
             for p in rule.preds:
@@ -361,15 +374,13 @@ class SegmentSet:
         diff = bits ^ held
         if diff:
             cid = c.customer_id
-            if at != self._at:
-                self._at = at
-                self._at_text = format_instant(at)
-            text = self._at_text
-            templates = self._templates[reason]
+            text = format_last(at)
+            templates = (self._event_templates if reason == "event" else self._sweep_templates if reason == "sweep"
+                         else self._templates[reason])
             for k, name in enumerate(self.names):
                 if diff >> k & 1:
                     entered = bits >> k & 1
-                    counts[name] += 1 if entered else -1
+                    counts[name] = counts[name] + (1 if entered else -1)  # native add, not `+=` on an object
                     change = templates[2 * k + entered].copy()
                     change["customer_id"] = cid
                     change["at"] = text
@@ -577,6 +588,17 @@ def touched(etype: str, topic: str) -> frozenset[int]:
     elif topic == SOCIAL:
         out |= {SOCIAL_30D, POINTS, LAST_NPS}
     return frozenset(out)
+
+
+def rising(etype: str, topic: str) -> frozenset[int]:
+    """The `touched` counts an event of this type only raises (by one, or not at all)."""
+    if etype == ORDER_PLACED:
+        return frozenset((EVENTS_TOTAL, ORDERS_TOTAL, ORDERS_365D, GUEST_ORDERS_365D))
+    if topic == CLICKS and etype not in NOT_ACTIVITY:
+        return frozenset((EVENTS_TOTAL, CLICKS_30D))
+    if topic == SOCIAL:
+        return frozenset((EVENTS_TOTAL, SOCIAL_30D))
+    return frozenset((EVENTS_TOTAL,))
 
 
 STATIC: Final = -1  # a predicate only an event can change (time_class; field ids start at 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from stream_app.engine.clock import format_instant
+from stream_app.engine.clock import format_last
 from stream_app.engine.config import BRONZE, TIERS
 from stream_app.engine.records import TierChange
 
@@ -58,6 +58,6 @@ def tier_change(customer_id: str, from_tier: int | None, to_tier: int, score: fl
         "from_tier": None if from_tier is None else TIERS[from_tier],
         "to_tier": TIERS[to_tier],
         "score": max(0.0, score),
-        "at": format_instant(at),
+        "at": format_last(at),
         "reason": reason,
     }
